@@ -1,0 +1,28 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+# Idempotent: re-installs only when pyproject.toml changed. torch/torchvision are pinned to the release
+# that lies on the reference machine's disk (pip takes it from there); any version in pyproject's range works.
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python bench/demo.py
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf outputs runs multirun wandb lightning_logs .pytest_cache
