@@ -1,0 +1,63 @@
+"""LightningDataModule around a train and a validation dataset built by Hydra.
+
+Randomness in workers: torch seeds each DataLoader worker with `base_seed + worker_id`, where `base_seed` is
+drawn from the main process's torch generator; the datasets seed their numpy generators from
+`torch.initial_seed()`. So augmentations and degradation draws differ between workers and epochs, and the whole
+stream repeats given the global seed (`seed_everything(seed)` / `torch.manual_seed`).
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+
+class SRDataModule(pl.LightningDataModule):
+    """`crop_size` is not used here: it lives at `data.` level so one override (`data.crop_size=96`) reaches
+    the datasets (and the VGG discriminator's input size) through interpolation."""
+
+    def __init__(
+        self,
+        train: Dataset,
+        val: Dataset,
+        batch_size: int = 16,
+        val_batch_size: int = 1,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        crop_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if len(train) < batch_size:
+            # drop_last would silently give an empty epoch
+            raise ValueError(
+                f"the training set holds {len(train)} items, fewer than batch_size {batch_size}; "
+                "raise its `repeat` or lower data.batch_size"
+            )
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,  # equal batch sizes keep batch statistics and the GAN balance steady
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        # validation items are a function of their index, so worker count does not change them
+        workers = min(self.num_workers, len(self.val_set))
+        return DataLoader(
+            self.val_set,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+        )

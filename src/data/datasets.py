@@ -1,0 +1,270 @@
+"""Paired degraded/clean datasets for super-resolution.
+
+`HRImageDataset` degrades clean images on the fly (folders, file lists, the scikit-image photos, Hugging Face
+datasets); `PairedImageDataset` reads LR/HR pairs from two folders. Items are
+`{"lq": (3, h, w), "gt": (3, h*scale, w*scale), "name": str}` float tensors in [0, 1].
+
+Training items are random (crop, flips, 90-degree rotations, degradation parameters) from a per-process
+generator seeded off torch's initial seed, which Lightning's `seed_everything(workers=True)` makes
+reproducible and distinct per DataLoader worker. Validation items are a pure function of (seed, index).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import albumentations as A
+import numpy as np
+import skimage
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from restoregan.data.io import ImageReadError, from_pil, list_images, read_image, to_tensor
+
+Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+SKIMAGE_DIR = Path(skimage.__file__).parent / "data"
+# The real colour photographs shipped in the scikit-image wheel. Grey photos (camera, moon, brick, ...),
+# charts, logos, synthetic phantoms and tiny images are left out. The two motorcycle views are a stereo pair,
+# so both stay on the training side; validation photos never appear in training.
+SKIMAGE_TRAIN = [
+    "astronaut.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
+    "hubble_deep_field.jpg", "retina.jpg", "ihc.png",
+]
+SKIMAGE_VAL = ["chelsea.png", "coffee.png"]
+
+
+def skimage_photos(split: str = "train") -> list[Path]:
+    """The scikit-image wheel's real colour photos: 'train', 'val' (held out) or 'all'."""
+    splits = {"train": SKIMAGE_TRAIN, "val": SKIMAGE_VAL, "all": SKIMAGE_TRAIN + SKIMAGE_VAL}
+    if split not in splits:
+        raise ValueError(f"skimage split must be one of {sorted(splits)}, got {split!r}")
+    names = splits[split]
+    paths = [SKIMAGE_DIR / n for n in names]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise ImageReadError(f"{missing[0]}: not found; this scikit-image install lacks its sample photos")
+    return paths
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop bottom/right so both sides are multiples of `scale`, as the SR literature does."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top : top + size, left : left + size]
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the header only; also rejects files that are not images, early and by name."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception as err:
+        raise ImageReadError(f"{path}: not an image ({type(err).__name__}: {err})") from None
+
+
+class _ProcessRandom:
+    """A numpy generator created lazily in each process (main or DataLoader worker)."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self.rng = np.random.default_rng()
+
+    def get(self) -> np.random.Generator:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.rng = np.random.default_rng(torch.initial_seed() % 2**63)
+        return self.rng
+
+
+class HRImageDataset(Dataset):
+    """Clean images degraded on the fly into (lq, gt) pairs.
+
+    source: a folder, a list of image paths, "skimage" / "skimage:val" (the scikit-image photos), or
+    "hf:<dataset name or local imagefolder dir>" (Hugging Face `datasets`; `hf_split`, `hf_image_column`).
+    crop_size: HR patch size (a multiple of scale); None in validation means the whole mod-cropped image.
+    repeat: how many times the image list is walked per epoch (small photo sets make short epochs).
+    cache: keep decoded images in memory (per worker); for small sets, where decoding dominates the step.
+    """
+
+    def __init__(
+        self,
+        source: str | Sequence[str | Path],
+        degradation: Degradation,
+        scale: int,
+        crop_size: int | None = None,
+        train: bool = True,
+        repeat: int = 1,
+        seed: int = 0,
+        hf_split: str = "train",
+        hf_image_column: str = "image",
+        cache: bool = False,
+    ) -> None:
+        if crop_size is not None and crop_size % scale:
+            raise ValueError(f"crop_size {crop_size} must be a multiple of scale {scale}")
+        if train and crop_size is None:
+            raise ValueError("training needs a crop_size (HR patch size)")
+        self.degradation, self.scale, self.crop_size = degradation, scale, crop_size
+        self.train, self.repeat, self.seed = train, repeat, seed
+        self.hf = None
+        if isinstance(source, str) and source.startswith("hf:"):
+            self.hf = self._load_hf(source[3:], hf_split)
+            self.hf_column = hf_image_column
+            self.names = [f"{source}[{i}]" for i in range(len(self.hf))]
+            self.paths: list[Path] = []
+        else:
+            self.paths = self._resolve_paths(source)
+            self.names = [p.name for p in self.paths]
+            if crop_size is not None:
+                self._check_sizes()
+        self._random = _ProcessRandom()
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self._augment = A.Compose(
+            [A.RandomCrop(crop_size, crop_size), A.HorizontalFlip(), A.RandomRotate90()] if train and crop_size else []
+        )
+
+    @staticmethod
+    def _resolve_paths(source: str | Sequence[str | Path]) -> list[Path]:
+        if isinstance(source, (str, Path)):
+            text = str(source)
+            if text in ("skimage", "skimage:train", "skimage:val", "skimage:all"):
+                return skimage_photos(text.split(":")[1] if ":" in text else "train")
+            return list_images(source)
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise ImageReadError("empty list of training images")
+        for p in paths:
+            if not p.is_file():
+                raise ImageReadError(f"{p}: no such file")
+        return paths
+
+    @staticmethod
+    def _load_hf(name: str, split: str):
+        import datasets
+
+        if Path(name).is_dir():
+            return datasets.load_dataset("imagefolder", data_dir=name, split=split)
+        return datasets.load_dataset(name, split=split)
+
+    def _check_sizes(self) -> None:
+        """Fail at start-up, by name, rather than in a DataLoader worker an hour in."""
+        for path in self.paths:
+            h, w = image_size(path)
+            h, w = h - h % self.scale, w - w % self.scale
+            if min(h, w) < self.crop_size:
+                raise ImageReadError(
+                    f"{path}: image is {h}x{w} (after cropping to a multiple of scale {self.scale}), "
+                    f"smaller than the crop {self.crop_size}x{self.crop_size}; lower data.crop_size or drop it"
+                )
+
+    def __len__(self) -> int:
+        return len(self.names) * self.repeat
+
+    def _read(self, i: int) -> np.ndarray:
+        if self._cache is None:
+            return self._decode(i)
+        if i not in self._cache:
+            self._cache[i] = self._decode(i)
+        return self._cache[i]
+
+    def _decode(self, i: int) -> np.ndarray:
+        if self.hf is None:
+            return read_image(self.paths[i])
+        arr = from_pil(self.hf[i][self.hf_column])
+        h, w = arr.shape[0] - arr.shape[0] % self.scale, arr.shape[1] - arr.shape[1] % self.scale
+        if self.crop_size and min(h, w) < self.crop_size:
+            # checked here, not at start-up: a hub dataset may be too large to decode every image up front
+            raise ImageReadError(
+                f"{self.names[i]}: image is {h}x{w} (after cropping to a multiple of scale {self.scale}), "
+                f"smaller than the crop {self.crop_size}x{self.crop_size}"
+            )
+        return arr
+
+    def __getitem__(self, index: int) -> dict:
+        i = index % len(self.names)
+        hr = mod_crop(self._read(i), self.scale)
+        if self.train:
+            rng = self._random.get()
+            self._augment.set_random_seed(int(rng.integers(2**31)))
+            hr = self._augment(image=hr)["image"]
+        else:
+            rng = np.random.default_rng([self.seed, index])  # same validation data on every run
+            if self.crop_size:
+                hr = center_crop(hr, self.crop_size)
+        lq = self.degradation(np.ascontiguousarray(hr), rng)
+        return {"lq": to_tensor(np.clip(lq, 0, 1)), "gt": to_tensor(hr), "name": self.names[i]}
+
+
+class PairedImageDataset(Dataset):
+    """LR/HR pairs from two folders, matched by file stem (e.g. Set5's LR/ and HR/ folders).
+
+    HR is mod-cropped to the scale; LR must then be exactly HR/scale. Training crops are aligned
+    (the LR crop position times the scale); flips/rotations are applied to both with the same draw
+    (numpy here: albumentations' targets must share one size).
+    """
+
+    def __init__(
+        self,
+        lr_dir: str | Path,
+        hr_dir: str | Path,
+        scale: int,
+        crop_size: int | None = None,
+        train: bool = True,
+        repeat: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if crop_size is not None and crop_size % scale:
+            raise ValueError(f"crop_size {crop_size} must be a multiple of scale {scale}")
+        self.scale, self.crop_size, self.train, self.repeat, self.seed = scale, crop_size, train, repeat, seed
+        hr_files = list_images(hr_dir)
+        lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
+        missing = [hr for hr in hr_files if hr.stem not in lr_by_stem]
+        if missing:  # pairing first: a wrong folder should say so, not report a size mismatch
+            raise ImageReadError(f"{missing[0]}: no LR partner named {missing[0].stem}.* in {lr_dir}")
+        self.pairs = [(lr_by_stem[hr.stem], hr) for hr in hr_files]
+        for lr, hr in self.pairs:
+            self._check_pair(lr, hr)
+        self._random = _ProcessRandom()
+
+    def _check_pair(self, lr: Path, hr: Path) -> None:
+        (hh, hw), (lh, lw) = image_size(hr), image_size(lr)
+        hh, hw = hh - hh % self.scale, hw - hw % self.scale
+        if (lh, lw) != (hh // self.scale, hw // self.scale):
+            raise ImageReadError(
+                f"{lr}: LR is {lh}x{lw} but its HR {hr} is {hh}x{hw} (mod-cropped), expected "
+                f"{hh // self.scale}x{hw // self.scale} at scale {self.scale}"
+            )
+        if self.crop_size and min(hh, hw) < self.crop_size:
+            raise ImageReadError(f"{hr}: image is {hh}x{hw}, smaller than the crop {self.crop_size}x{self.crop_size}")
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.repeat
+
+    def __getitem__(self, index: int) -> dict:
+        lr_path, hr_path = self.pairs[index % len(self.pairs)]
+        lq, gt = read_image(lr_path), mod_crop(read_image(hr_path), self.scale)
+        s = self.scale
+        if self.crop_size:
+            lc = self.crop_size // s
+            if self.train:
+                rng = self._random.get()
+                top, left = rng.integers(lq.shape[0] - lc + 1), rng.integers(lq.shape[1] - lc + 1)
+            else:
+                top, left = (lq.shape[0] - lc) // 2, (lq.shape[1] - lc) // 2
+            lq = lq[top : top + lc, left : left + lc]
+            gt = gt[top * s : (top + lc) * s, left * s : (left + lc) * s]
+        if self.train:
+            rng = self._random.get()
+            if rng.random() < 0.5:
+                lq, gt = lq[:, ::-1], gt[:, ::-1]
+            k = int(rng.integers(4))
+            lq, gt = np.rot90(lq, k), np.rot90(gt, k)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": hr_path.name}
