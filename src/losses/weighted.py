@@ -1,0 +1,36 @@
+"""Weighted sum of named loss terms: how a loss config (`conf/loss/*.yaml`) becomes one generator loss."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+
+class WeightedSum(nn.Module):
+    """`terms = {name: {"weight": w, "fn": module}}`; forward -> (sum of w * fn(pred, target), {name: fn value}).
+
+    The fns live in a ModuleDict, so e.g. the perceptual VGG moves with `.to(device)`. Terms with weight 0 are
+    dropped (config can switch a term off without deleting it). A non-finite term raises an error naming it.
+    """
+
+    def __init__(self, terms: Mapping[str, Mapping[str, Any]]) -> None:
+        super().__init__()
+        for name, term in terms.items():
+            if set(term) != {"weight", "fn"}:
+                raise ValueError(f"loss term {name!r}: expected keys 'weight' and 'fn', got {sorted(term)}")
+        active = {name: term for name, term in terms.items() if term["weight"] != 0}
+        self.weights = {name: float(term["weight"]) for name, term in active.items()}
+        self.fns = nn.ModuleDict({name: term["fn"] for name, term in active.items()})
+
+    def forward(self, pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        total = pred.new_zeros(())
+        values = {}
+        for name, fn in self.fns.items():
+            value = fn(pred, target)
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(f"loss term {name!r} ({type(fn).__name__}) is {value.item()}")
+            total = total + self.weights[name] * value
+            values[name] = value.detach()
+        return total, values
