@@ -1,0 +1,68 @@
+"""Upscale an image or a folder with a trained generator (ours or any ESRGAN-family .pth spandrel reads):
+python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [tile=512] [tile_overlap=32] [device=auto] [half=auto]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from restoregan.data.io import list_images, read_image, to_numpy, to_tensor, write_image
+from restoregan.evaluation.run import load_models
+from restoregan.inference.tiled import resolve_device, upscale
+
+
+def output_paths(inputs: list[Path], output: Path, scale: int) -> list[Path]:
+    """`<output>/<stem>_x<scale>.png` for each input; refuses to overwrite an input or write one file twice."""
+    targets = [output / f"{p.stem}_x{scale}.png" for p in inputs]
+    sources = {p.resolve() for p in inputs}
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, targets):
+        if dst.resolve() in sources:
+            raise ValueError(f"{dst}: output would overwrite an input image; choose another output folder")
+        if dst.resolve() in seen:
+            raise ValueError(f"{dst}: both {seen[dst.resolve()]} and {src} would be written there (same stem)")
+        seen[dst.resolve()] = src
+    return targets
+
+
+def infer(cfg: DictConfig) -> list[Path]:
+    for key in ("ckpt", "input", "output"):
+        if cfg[key] is None:
+            raise ValueError(f"{key}=... is required (python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR)")
+    source, output = Path(cfg.input), Path(cfg.output)
+    if not source.exists():
+        raise ValueError(f"{source}: input not found")
+    inputs = list_images(source) if source.is_dir() else [source]
+    device = resolve_device(cfg.device)
+    half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
+    model = next(iter(load_models([Path(cfg.ckpt)], device).values()))
+    if model.task != "sr":
+        raise ValueError(f"{cfg.ckpt}: a {model.task!r} model; infer.py handles super-resolution (sr) only")
+    targets = output_paths(inputs, output, model.scale)
+    output.mkdir(parents=True, exist_ok=True)
+    for src, dst in tqdm(list(zip(inputs, targets)), desc=f"x{model.scale} on {device}", unit="img"):
+        lr = to_tensor(read_image(src))
+        sr = upscale(model.net, lr, model.scale, cfg.tile, cfg.tile_overlap, device, half)
+        write_image(dst, to_numpy(sr.clamp(0, 1).cpu()))
+    return targets
+
+
+@hydra.main(config_path="conf", config_name="infer", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        targets = infer(cfg)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    where = targets[0] if len(targets) == 1 else f"{len(targets)} images in {Path(cfg.output)}"
+    print(f"wrote {where}")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,104 @@
+"""Writing an evaluation report: atomic files, a markdown table, a labelled crop grid (Pillow only)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, then os.replace: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: dict) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_png(path: Path, image: Image.Image) -> None:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    write_atomic(path, buf.getvalue())
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(report: dict, columns: list[tuple[str, str, int]]) -> str:
+    """Methods as rows. `columns`: (key in each method's dict, header, decimals)."""
+    title = f"{report['dataset']} x{report['scale']} (LR: {report['lr_source']}, crop_border={report['crop_border']})"
+    lines = [f"### {title}", "", "| method | " + " | ".join(h for _, h, _ in columns) + " |"]
+    lines.append("| --- |" + " ---: |" * len(columns))
+    for name, scores in report["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(scores[k], d) for k, _, d in columns) + " |")
+    if report.get("lpips_note"):
+        lines += ["", f"LPIPS: {report['lpips_note']}"]
+    return "\n".join(lines) + "\n"
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:  # scalable default font (Pillow >= 10.1 with FreeType)
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…" if len(text) > 1 else ""
+    return text
+
+
+def crop_grid(rows: list[list[tuple[np.ndarray, list[str]]]], cell: int = 192) -> Image.Image:
+    """Rows of labelled cells: each cell is an (h, w, 3) [0,1] crop shown `cell` px wide (nearest
+    neighbour, so pixels stay visible) above its label lines."""
+    font = _font(13)
+    n_lines = max((len(labels) for row in rows for _, labels in row), default=1)
+    label_h, pad = 16 * n_lines + 4, 4
+    n_cols = max(len(row) for row in rows)
+    width = n_cols * (cell + pad) + pad
+    height = len(rows) * (cell + label_h + pad) + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        y = pad + r * (cell + label_h + pad)
+        for c, (crop, labels) in enumerate(row):
+            x = pad + c * (cell + pad)
+            tile = Image.fromarray(np.round(np.clip(crop, 0, 1) * 255).astype(np.uint8))
+            canvas.paste(tile.resize((cell, cell), Image.NEAREST), (x, y))
+            for i, text in enumerate(labels):
+                draw.text((x + 2, y + cell + 2 + 16 * i), _fit(draw, text, font, cell - 4), fill="black", font=font)
+    return canvas
+
+
+def detail_box(img: np.ndarray, size: int) -> tuple[int, int, int]:
+    """(top, left, side) of the `size` square with the most gradient energy: where methods differ visibly."""
+    h, w = img.shape[:2]
+    side = min(size, h, w)
+    grey = img.mean(axis=-1)
+    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1, :]
+    integral = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    best, box = -1.0, (0, 0)
+    step = max(side // 4, 1)
+    for top in range(0, h - side + 1, step):
+        for left in range(0, w - side + 1, step):
+            b, r = min(top + side, h - 1), min(left + side, w - 1)
+            total = integral[b, r] - integral[top, r] - integral[b, left] + integral[top, left]
+            if total > best:
+                best, box = total, (top, left)
+    return box[0], box[1], side

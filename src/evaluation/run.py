@@ -1,0 +1,76 @@
+"""Entry point behind evaluate.py: load checkpoints, pick the task's benchmark, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig
+
+from restoregan.evaluation.sr import Options, evaluate_sr
+from restoregan.gans.checkpoint import LoadedGenerator, load_generator
+from restoregan.inference.tiled import resolve_device
+
+
+def checkpoint_paths(ckpt: str | list | ListConfig | None) -> list[Path]:
+    """`ckpt=PATH` or `ckpt='[A,B]'` -> paths; omitted -> none (baseline-only report)."""
+    if ckpt is None:
+        return []
+    items = [ckpt] if isinstance(ckpt, (str, Path)) else list(ckpt)
+    return [Path(str(p)) for p in items]
+
+
+def method_names(paths: list[Path]) -> list[str]:
+    """File stems, made unique (parent/stem, then a counter); never 'bicubic', the baseline's name."""
+    taken, names = {"bicubic"}, []
+    for path in paths:
+        candidates = [path.stem, f"{path.parent.name}/{path.stem}"]
+        name = next((c for c in candidates if c not in taken), None)
+        i = 2
+        while name is None:
+            name = f"{path.stem}-{i}" if f"{path.stem}-{i}" not in taken else None
+            i += 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def load_models(paths: list[Path], device) -> dict[str, LoadedGenerator]:
+    models = {}
+    for name, path in zip(method_names(paths), paths):
+        try:
+            models[name] = load_generator(path, device)
+        except Exception as err:  # the loader's message, one line, starting with the path
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from err
+        models[name].net.eval()
+    return models
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run the benchmark `cfg` (conf/evaluate.yaml) describes; returns the metrics.json content."""
+    for key in ("hr_dir", "out_dir"):
+        if cfg[key] is None:
+            raise ValueError(f"{key}=DIR is required (python evaluate.py hr_dir=... out_dir=...)")
+    device = resolve_device(cfg.device)
+    paths = checkpoint_paths(cfg.ckpt)
+    models = load_models(paths, device)
+    tasks = {m.task for m in models.values()} or {"sr"}
+    if len(tasks) > 1:
+        raise ValueError(f"checkpoints of different tasks cannot share a report: {sorted(tasks)}")
+    task = tasks.pop()
+    opts = Options(
+        device=device,
+        tile=cfg.tile,
+        tile_overlap=cfg.tile_overlap,
+        lpips=cfg.lpips,
+        lpips_net=cfg.lpips_net,
+        grid_images=cfg.grid_images,
+    )
+    if task == "sr":
+        for (name, m), path in zip(models.items(), paths):
+            if m.scale != cfg.scale:
+                raise ValueError(f"{path}: a x{m.scale} model, but scale={cfg.scale}")
+        nets = {name: m.net for name, m in models.items()}
+        lr_dir = None if cfg.lr_dir is None else Path(cfg.lr_dir)
+        return evaluate_sr(Path(cfg.hr_dir), Path(cfg.out_dir), cfg.scale, nets, lr_dir, opts, cfg.dataset)
+    raise ValueError(f"evaluation of task {task!r} is not implemented yet (available: sr)")

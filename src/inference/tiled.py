@@ -1,0 +1,103 @@
+"""Tiled inference: upscale images larger than GPU memory allows, tile by tile.
+
+Each tile is run with `overlap` extra input pixels of context on every side (fewer at the image border), and
+only the output of its core is kept (crop-of-overlap, no blending). For a convolutional net whose receptive
+field radius is at most `overlap` input pixels, every kept output pixel sees exactly what it would see in one
+full-image pass, so the tiled result equals the untiled one up to float rounding. Blending would instead
+average two slightly different predictions and never be exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Reflect-pad bottom/right so H and W divide `multiple` (pixel-unshuffle nets need it)."""
+    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+
+
+def _run(net: nn.Module, x: Tensor, scale: int, device: torch.device, half: bool, multiple: int) -> Tensor:
+    """(B,3,h,w) -> (B,3,h*s,w*s) float32 on `device`."""
+    h, w = x.shape[-2:]
+    x = _pad_to_multiple(x.to(device, torch.float32), multiple)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+    with autocast:
+        y = net(x)
+    if y.shape[-2:] != (x.shape[-2] * scale, x.shape[-1] * scale):
+        raise ValueError(
+            f"network output {tuple(y.shape[-2:])} is not scale={scale} times its input {tuple(x.shape[-2:])}"
+        )
+    return y[..., : h * scale, : w * scale].float()
+
+
+@torch.inference_mode()
+def upscale(
+    net: nn.Module,
+    img: Tensor,
+    scale: int,
+    tile: int | None = None,
+    overlap: int = 32,
+    device: torch.device | str | None = None,
+    half: bool = False,
+    pad_multiple: int | None = None,
+) -> Tensor:
+    """Run `net` on `img` ((3,H,W) or (B,3,H,W), [0,1]) in `tile`x`tile` input tiles; returns float32
+    (B,3,H*scale,W*scale) (batch dim kept as given) on `img`'s device.
+
+    `tile=None` (or a tile covering the image) runs in one pass. `device` defaults to the net's; the net is
+    expected to live there. `half` enables fp16 autocast on CUDA only (CPU fp16 is slow and inexact).
+    `pad_multiple`: nets that pixel-unshuffle their input (RRDBNet x1/x2 by 4/scale) need sides divisible by
+    it; each pass is reflect-padded to it and cropped back, and tiles start on multiples of it so pixels are
+    grouped as in the full image. Default: 4 // scale for scale 1 and 2 (the ESRGAN family), else 1.
+    """
+    single = img.dim() == 3
+    x = img[None] if single else img
+    if x.dim() != 4:
+        raise ValueError(f"upscale: expected (3,H,W) or (B,3,H,W), got {tuple(img.shape)}")
+    if tile is not None and tile <= 0:
+        raise ValueError(f"upscale: tile must be positive or None, got {tile}")
+    if overlap < 0:
+        raise ValueError(f"upscale: overlap must be >= 0, got {overlap}")
+    if device is None:
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else x.device
+    device = torch.device(device)
+    half = half and device.type == "cuda"
+    if pad_multiple is None:
+        pad_multiple = 4 // scale if scale in (1, 2) else 1
+
+    b, c, h, w = x.shape
+    if tile is None or (tile >= h and tile >= w):
+        out = _run(net, x, scale, device, half, pad_multiple).to(x.device)
+        return out[0] if single else out
+
+    out = torch.empty((b, c, h * scale, w * scale), dtype=torch.float32, device=x.device)
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            # input window: the core plus `overlap` of context, clipped to the image; its origin aligned to
+            # pad_multiple so a pixel-unshuffle net groups pixels as it does on the full image
+            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
+            t0, l0 = t0 - t0 % pad_multiple, l0 - l0 % pad_multiple
+            t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
+            y = _run(net, x[..., t0:t1, l0:l1], scale, device, half, pad_multiple)
+            # keep the core's output only
+            core = y[..., (top - t0) * scale : (bottom - t0) * scale, (left - l0) * scale : (right - l0) * scale]
+            out[..., top * scale : bottom * scale, left * scale : right * scale] = core.to(x.device)
+    return out[0] if single else out
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """`auto` -> cuda when available, else cpu; anything else as torch spells it, checked up front."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name}: CUDA is not available on this machine (use device=cpu or auto)")
+    return device
