@@ -1,0 +1,40 @@
+"""Labelled image grids (rows of equally sized columns) for validation and comparison figures."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+LABEL_HEIGHT = 14
+
+
+def save_grid(rows: list[list[tuple[str, Tensor]]], path: str | Path, max_side: int = 256) -> np.ndarray:
+    """Write rows of (label, (3,H,W) tensor in [0,1]) as one PNG, atomically; returns the grid as (H,W,3) uint8.
+
+    Cells are resized (nearest, so pixels stay visible) to the first cell's size, at most `max_side` pixels.
+    """
+    h, w = rows[0][0][1].shape[-2:]
+    factor = min(1.0, max_side / max(h, w))
+    cell_w, cell_h = max(1, round(w * factor)), max(1, round(h * factor))
+    n_cols = max(len(r) for r in rows)
+    canvas = Image.new("RGB", (n_cols * cell_w, len(rows) * (cell_h + LABEL_HEIGHT)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        y = r * (cell_h + LABEL_HEIGHT)
+        for c, (label, img) in enumerate(row):
+            arr = (img.clamp(0, 1).permute(1, 2, 0).float().numpy() * 255.0 + 0.5).astype(np.uint8)
+            cell = Image.fromarray(arr).resize((cell_w, cell_h), Image.NEAREST)
+            canvas.paste(cell, (c * cell_w, y + LABEL_HEIGHT))
+            draw.text((c * cell_w + 2, y + 1), label, fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    os.close(fd)
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return np.asarray(canvas)

@@ -1,0 +1,138 @@
+"""Compose a training run from config: networks, losses, data, logger, callbacks; fit; export."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from restoregan.gans.checkpoint import load_generator, save_export
+from restoregan.training.gan_module import GANModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    last_checkpoint: Path
+    export: Path | None
+    module: GANModule
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path, overwrite: bool) -> str | None:
+    """`last` -> run_dir/checkpoints/last.ckpt; refuse to silently restart over an existing run."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path is None:
+        if last.exists() and not overwrite:
+            raise FileExistsError(
+                f"{run_dir}: already holds checkpoints; pass ckpt_path=last to resume it, "
+                "name=<new name> for a new run, or overwrite=true to start it again"
+            )
+        return None
+    if ckpt_path == "last":
+        if not last.exists():
+            raise FileNotFoundError(f"{last}: no checkpoint to resume from (is run_dir/name the same as before?)")
+        return str(last)
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    return ckpt_path
+
+
+def build_module(cfg: DictConfig) -> GANModule:
+    net_g = instantiate(cfg.generator)
+    if cfg.init_from:
+        loaded = load_generator(cfg.init_from)
+        try:
+            net_g.load_state_dict(loaded.net.state_dict())
+        except RuntimeError as err:
+            raise ValueError(
+                f"{cfg.init_from}: its generator ({loaded.source}) does not fit generator config "
+                f"{cfg.generator._target_}: {str(err).splitlines()[0]}"
+            ) from None
+    net_d = instantiate(cfg.discriminator) if cfg.get("discriminator") else None
+    adversarial = cfg.loss.get("adversarial")
+    pretrain_iters = cfg.pretrain_iters
+    return GANModule(
+        net_g=net_g,
+        net_d=net_d,
+        task=instantiate(cfg.task),
+        pretrain_loss=instantiate_terms(cfg.loss.pretrain),
+        content_loss=instantiate_terms(cfg.loss.content),
+        adversarial_loss=instantiate(adversarial.fn) if adversarial else None,
+        adversarial_weight=adversarial.weight if adversarial else 0.0,
+        pretrain_iters=pretrain_iters,
+        generator_config=OmegaConf.to_container(cfg.generator, resolve=True),
+        **instantiate(cfg.model, _convert_="partial"),
+    )
+
+
+def instantiate_terms(node: DictConfig):
+    from restoregan.losses.weighted import WeightedSum
+
+    return WeightedSum({name: {"weight": t.weight, "fn": instantiate(t.fn)} for name, t in node.items()})
+
+
+def extra_callbacks() -> list[pl.Callback]:
+    """Hook for tests and embedding code to add callbacks without touching the config."""
+    return []
+
+
+def max_steps(cfg: DictConfig) -> int:
+    """Lightning counts optimizer steps: one per batch in stage 1, two (D and G) per batch in stage 2."""
+    has_gan = bool(cfg.get("discriminator")) and bool(cfg.loss.get("adversarial")) and cfg.loss.adversarial.weight > 0
+    return cfg.pretrain_iters + (2 if has_gan else 1) * cfg.gan_iters
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    run_dir = Path(cfg.run_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, cfg.overwrite)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="iter{step:07d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
+    )
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        max_steps=max_steps(cfg),
+        val_check_interval=cfg.val_every,
+        check_val_every_n_epoch=None,
+        default_root_dir=str(run_dir),
+        logger=logger,
+        callbacks=[checkpoint, *extra_callbacks()],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    export = None
+    if trainer.is_global_zero:
+        export = run_dir / "export" / "generator"
+        save_export(
+            export,
+            module.net_g_eval,
+            arch=OmegaConf.to_container(cfg.generator, resolve=True),
+            meta={"task": module.task.name, "scale": cfg.scale, "name": cfg.name, "iterations": int(module.iteration)},
+        )
+        last = Path(checkpoint.last_model_path or run_dir / "checkpoints" / "last.ckpt")
+        print(
+            f"\nTraining done ({int(module.iteration)} iterations).\n"
+            f"  checkpoints: {last.parent}\n"
+            f"  exported generator: {export}.safetensors (+ .yaml)\n"
+            f"  validation grids: {run_dir / 'images'}\n"
+            f"  evaluate: python evaluate.py ckpt={export}.safetensors hr_dir=../shared/data/benchmarks/Set5/x4/HR "
+            f"lr_dir=../shared/data/benchmarks/Set5/x4/LR scale={cfg.scale} out_dir={run_dir / 'eval'}"
+        )
+    return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", export, module)

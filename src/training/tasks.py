@@ -1,0 +1,60 @@
+"""Tasks: how a batch becomes generator input, what the target and the baselines are, what to show.
+
+The GAN module is task-agnostic; a new task (colorization, interpolation, film restoration) is a new small
+class with these methods, chosen in config (`task: {_target_: ...}`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from restoregan.data.imresize import imresize
+from restoregan.metrics.image import psnr_y, ssim_y
+
+
+class SuperResolutionTask:
+    """Single-image super-resolution: `lq` (B,3,h,w) -> `gt` (B,3,h*s,w*s)."""
+
+    name = "sr"
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+
+    def inputs(self, batch: dict) -> Tensor:
+        return batch["lq"]
+
+    def target(self, batch: dict) -> Tensor:
+        return batch["gt"]
+
+    def discriminator_pair(self, batch: dict, output: Tensor) -> tuple[Tensor, Tensor]:
+        """(real, fake) as the discriminator sees them; a conditional task would concatenate its input here."""
+        return self.target(batch), output
+
+    def baselines(self, batch: dict) -> dict[str, Tensor]:
+        """What a model must beat: MATLAB-style bicubic upscaling of the input."""
+        return {"bicubic": imresize(self.inputs(batch), scale=self.scale).clamp(0, 1)}
+
+    def metrics(self, output: Tensor, target: Tensor) -> dict[str, float]:
+        """Literature conventions: Y channel, `scale` pixels cropped from each border, 8-bit quantised."""
+        out = quantize(output)
+        tgt = quantize(target)
+        psnr = sum(psnr_y(o, t, self.scale) for o, t in zip(out, tgt)) / len(out)
+        ssim = sum(ssim_y(o, t, self.scale) for o, t in zip(out, tgt)) / len(out)
+        return {"psnr": float(psnr), "ssim": float(ssim)}
+
+    def grid_columns(self, batch: dict, output: Tensor) -> list[tuple[str, Tensor]]:
+        """Columns of the validation image grid, all at target size: LR | bicubic | SR | HR."""
+        lq = self.inputs(batch)
+        return [
+            ("LR (nearest)", F.interpolate(lq, scale_factor=self.scale, mode="nearest")),
+            ("bicubic", self.baselines(batch)["bicubic"]),
+            ("SR", output.clamp(0, 1)),
+            ("HR", self.target(batch)),
+        ]
+
+
+def quantize(img: Tensor) -> Tensor:
+    """Round to 8-bit levels, as an image saved to disk would be; metrics are reported on those."""
+    return torch.round(img.clamp(0, 1) * 255.0) / 255.0
