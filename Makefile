@@ -22,7 +22,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/sr_quickstart.py
 
 clean:
 	rm -rf outputs runs multirun wandb lightning_logs .pytest_cache

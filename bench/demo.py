@@ -20,7 +20,7 @@ RUN = Path("runs/demo")
 
 # Short enough for make demo's 15-minute budget on 2 CPU cores (setup included); bench/sr_quickstart.py
 # trains the full quickstart schedule.
-DEMO_ITERS = ["pretrain_iters=1500", "gan_iters=300", "val_every=300"]
+DEMO_ITERS = ["pretrain_iters=1200", "gan_iters=200", "val_every=350"]
 
 
 def sh(*args: str) -> None:

@@ -24,12 +24,16 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def load_state_dict_from_url(url: str, what: str, switch: str) -> dict[str, torch.Tensor]:
+def load_state_dict_from_url(url: str, what: str, switch: str, fallback: str | None = None) -> dict[str, torch.Tensor]:
     """Load a state dict cached under TORCH_HOME, downloading it if possible.
 
     `what` names the consumer (e.g. "VGG19 perceptual loss"); `switch` names the config key that selects
-    random initialisation instead, so the error tells the user both ways out.
+    random initialisation instead, so the error tells the user both ways out. `fallback` replaces that
+    advice where a random backbone would make no sense (a metric).
     """
+    fallback = fallback or (
+        f"or set `{switch}=false` to use a randomly initialised backbone (only meaningful for tests)"
+    )
     target = hub_checkpoint_dir() / os.path.basename(url)
     try:
         return torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu", check_hash=False)
@@ -37,7 +41,7 @@ def load_state_dict_from_url(url: str, what: str, switch: str) -> dict[str, torc
         raise MissingWeightsError(
             f"{what}: pretrained ImageNet weights are not available ({type(err).__name__}: {err}). "
             f"Download {url} and save it as {target} (set TORCH_HOME to use another cache directory), "
-            f"or set `{switch}=false` to use a randomly initialised backbone (only meaningful for tests)."
+            f"{fallback}."
         ) from err
 
 

@@ -10,7 +10,6 @@ import torch
 from hydra import compose, initialize
 from hydra.utils import instantiate
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from restoregan.data.datamodule import SRDataModule
 from restoregan.data.datasets import HRImageDataset, PairedImageDataset, skimage_photos
@@ -125,7 +124,7 @@ def test_list_source_names_a_missing_file(tmp_path) -> None:
 def test_validation_with_random_degradation_is_seeded_by_index(tmp_path) -> None:
     for i in range(2):
         _photo(tmp_path / f"{i}.png", 64, 64, seed=i)
-    make = lambda seed: HRImageDataset(  # noqa: E731
+    make = lambda seed: HRImageDataset(
         tmp_path, RealESRGANDegradation(4), scale=4, crop_size=32, train=False, seed=seed
     )
     a, b = make(0), make(0)  # two instances, as two runs would build them

@@ -7,10 +7,10 @@ import math
 import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from restoregan.data import degradations as D
 from restoregan.data.pipelines import BicubicDegradation, RealESRGANDegradation
+from skimage import data
 
 
 @pytest.fixture(scope="module")

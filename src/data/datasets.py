@@ -12,8 +12,8 @@ reproducible and distinct per DataLoader worker. Validation items are a pure fun
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import albumentations as A
 import numpy as np

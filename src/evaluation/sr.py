@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from restoregan.atomic import atomic_write_bytes
+from restoregan.data.datasets import mod_crop
 from restoregan.data.imresize import imresize
 from restoregan.data.io import list_images, read_image, to_numpy, to_tensor
 from restoregan.evaluation.report import (
     crop_grid,
     detail_box,
     markdown_table,
-    write_atomic,
     write_json,
     write_png,
 )
@@ -43,11 +44,6 @@ class Options:
 def quantize(img: np.ndarray) -> np.ndarray:
     """Clip and round to 8-bit levels, as the image would be once saved as PNG."""
     return (np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
-
-
-def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
 
 
 def dataset_name(hr_dir: Path) -> str:
@@ -155,7 +151,7 @@ def evaluate_sr(
         "methods": {name: _summary(per_image[name]) for name in names},
     }
     write_json(out_dir / "metrics.json", report)
-    write_atomic(out_dir / "metrics.md", markdown_table(report, COLUMNS).encode())
+    atomic_write_bytes(out_dir / "metrics.md", markdown_table(report, COLUMNS).encode())
     write_png(out_dir / "comparison.png", crop_grid(grid_rows))
     return report
 

@@ -24,10 +24,8 @@ Errors are `CheckpointError` (a ValueError) with a one-line message starting wit
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +35,8 @@ import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from restoregan.atomic import atomic_write
 
 FORMAT_VERSION = 1
 RRDBNET_TARGET = "restoregan.gans.rrdbnet.RRDBNet"
@@ -56,18 +56,6 @@ class LoadedGenerator:
 
 
 # --- export ---------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    """write(tmp_path) into a temp file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _export_base(path: str | Path) -> Path:
     """`run/export/generator`, also accepted with a `.safetensors` / `.yaml` suffix."""
     path = Path(path)
@@ -102,8 +90,8 @@ def save_export(path: str | Path, net: nn.Module, arch: Mapping[str, Any], meta:
     weights, config = Path(f"{base}.safetensors"), Path(f"{base}.yaml")
     state = plain_state_dict(net)
     metadata = {"format": "pt", "restoregan": json.dumps(description)}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
-    _atomic_write(config, lambda tmp: Path(tmp).write_text(yaml.safe_dump(description, sort_keys=False)))
+    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write(config, lambda tmp: Path(tmp).write_text(yaml.safe_dump(description, sort_keys=False)))
     return weights
 
 

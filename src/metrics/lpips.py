@@ -34,7 +34,12 @@ class LPIPS(nn.Module):
             raise ValueError(f"LPIPS: unknown backbone {net!r}; choose one of {sorted(BACKBONE_URLS)}")
         # Fetch first: offline, fail before building anything.
         state = (
-            load_state_dict_from_url(BACKBONE_URLS[net], what=f"LPIPS ({net} backbone)", switch="pretrained")
+            load_state_dict_from_url(
+                BACKBONE_URLS[net],
+                what=f"LPIPS ({net} backbone)",
+                switch="pretrained",
+                fallback="or run evaluate.py with lpips=false to leave LPIPS out (it is never computed on a random backbone)",
+            )
             if pretrained
             else None
         )

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from restoregan.losses.weighted import WeightedSum
-from restoregan.training.ema import make_ema, update_ema
+from restoregan.training.ema import make_ema, update_ema, warmup_decay
 from restoregan.training.grid import save_grid
 
 FORMAT_VERSION = 1
@@ -87,7 +87,8 @@ class GANModule(pl.LightningModule):
         real_target = self.task.target(batch)
         output = self.net_g(self.task.inputs(batch))  # (b, c, H, W)
 
-        if not self.gan_active:
+        gan_stage = self.gan_active
+        if not gan_stage:
             l_g, parts = self.pretrain_loss(output, real_target)
             self._step(opt_g, l_g)
             self._log_parts("g", parts, l_g)
@@ -117,9 +118,9 @@ class GANModule(pl.LightningModule):
         for sched in self._schedulers():
             sched.step()
         if self.net_g_ema is not None:
-            update_ema(self.net_g_ema, self.net_g, self.hparams.ema_decay)
+            update_ema(self.net_g_ema, self.net_g, warmup_decay(self.hparams.ema_decay, int(self.iteration)))
+        self.log("train/stage", 2.0 if gan_stage else 1.0)
         self.iteration += 1
-        self.log("train/stage", 2.0 if self.gan_active else 1.0)
 
     def _step(self, opt: torch.optim.Optimizer, loss: Tensor) -> None:
         if not torch.isfinite(loss):

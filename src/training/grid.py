@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from torch import Tensor
+
+from restoregan.atomic import atomic_write
 
 LABEL_HEIGHT = 14
 
@@ -31,10 +31,5 @@ def save_grid(rows: list[list[tuple[str, Tensor]]], path: str | Path, max_side: 
             cell = Image.fromarray(arr).resize((cell_w, cell_h), Image.NEAREST)
             canvas.paste(cell, (c * cell_w, y + LABEL_HEIGHT))
             draw.text((c * cell_w + 2, y + 1), label, fill="black")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
     return np.asarray(canvas)

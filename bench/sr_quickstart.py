@@ -1,0 +1,63 @@
+"""Bench: train `sr_quickstart` on its default data (CPU), then benchmark it on Set5/Set14 x4 against bicubic.
+
+python bench/sr_quickstart.py [extra train.py overrides]   -> bench/results/sr_quickstart.json
+The bar (issue 2): at most 20 minutes of training on a 2-core CPU and at least +1.0 dB PSNR-Y over bicubic
+on Set5 x4 (FSRCNN's +2.3 dB is the bar to aim past).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "data" / "benchmarks"
+OUT = ROOT / "bench" / "results"
+RUN = ROOT / "runs" / "bench_sr_quickstart"
+
+
+def run(args: list[str]) -> None:
+    print("$ python " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+
+
+def main() -> None:
+    extra = sys.argv[1:]
+    train_args = ["train.py", "experiment=sr_quickstart", "name=bench_sr_quickstart", "overwrite=true", "logger=csv", *extra]
+    start = time.time()
+    run(train_args)
+    train_minutes = (time.time() - start) / 60
+    model = RUN / "export" / "generator.safetensors"
+    results: dict = {
+        "command": "python " + " ".join(train_args),
+        "train_wall_minutes": round(train_minutes, 2),
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "datasets": {},
+    }
+    for name in ("Set5", "Set14"):
+        root = BENCH / name / "x4"
+        if not root.exists():
+            print(f"skipping {name}: {root} not found")
+            continue
+        out = RUN / f"eval_{name}"
+        run(["evaluate.py", f"ckpt={model}", f"hr_dir={root / 'HR'}", f"lr_dir={root / 'LR'}", "scale=4", f"out_dir={out}"])
+        metrics = json.loads((out / "metrics.json").read_text())["methods"]
+        ours, bicubic = metrics["generator"], metrics["bicubic"]
+        results["datasets"][name] = {
+            "bicubic": {"psnr_y": bicubic["psnr_y"], "ssim_y": bicubic["ssim_y"]},
+            "sr_quickstart": {"psnr_y": ours["psnr_y"], "ssim_y": ours["ssim_y"]},
+            "psnr_gain_db": round(ours["psnr_y"] - bicubic["psnr_y"], 3),
+        }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "sr_quickstart.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
