@@ -164,3 +164,12 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     assert "MEMBER: 2/2" in out  # Lightning's banner: two processes joined the group
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["state_dict"]["iteration"].item() == 4
+
+
+def test_last_checkpoint_holds_the_final_iteration(tmp_path: Path) -> None:
+    # 3 iterations, validation (and its checkpoint) only at 2: last.ckpt must still hold iteration 3.
+    result = train(compose_train(tiny_overrides(tmp_path) + ["gan_iters=1"]))
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert ckpt["state_dict"]["iteration"].item() == 3
+    assert ckpt["restoregan"]["task"] == "sr" and ckpt["restoregan"]["scale"] == 4
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))

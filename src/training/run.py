@@ -90,6 +90,15 @@ def max_steps(cfg: DictConfig) -> int:
     return cfg.pretrain_iters + (2 if has_gan else 1) * cfg.gan_iters
 
 
+def save_final_checkpoint(trainer: pl.Trainer, last: Path) -> None:
+    """Checkpoints come after validations; the iterations after the last one would otherwise be lost to
+    `ckpt_path=last`. Written beside and renamed, so a kill mid-write leaves the previous last.ckpt intact."""
+    tmp = last.with_name(".last.ckpt.tmp")
+    trainer.save_checkpoint(tmp)  # every rank calls it; rank zero writes
+    if trainer.is_global_zero:
+        os.replace(tmp, last)
+
+
 def train(cfg: DictConfig) -> TrainResult:
     os.environ.setdefault("WANDB_MODE", "offline")
     run_dir = Path(cfg.run_dir)
@@ -116,6 +125,7 @@ def train(cfg: DictConfig) -> TrainResult:
         callbacks=[checkpoint, *extra_callbacks()],
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    save_final_checkpoint(trainer, run_dir / "checkpoints" / "last.ckpt")
 
     export = None
     if trainer.is_global_zero:
