@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from restoregan.gans.checkpoint import load_generator, save_export
+from restoregan.losses.weighted import WeightedSum
 from restoregan.training.gan_module import GANModule
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +56,6 @@ def build_module(cfg: DictConfig) -> GANModule:
             ) from None
     net_d = instantiate(cfg.discriminator) if cfg.get("discriminator") else None
     adversarial = cfg.loss.get("adversarial")
-    pretrain_iters = cfg.pretrain_iters
     return GANModule(
         net_g=net_g,
         net_d=net_d,
@@ -67,15 +64,14 @@ def build_module(cfg: DictConfig) -> GANModule:
         content_loss=instantiate_terms(cfg.loss.content),
         adversarial_loss=instantiate(adversarial.fn) if adversarial else None,
         adversarial_weight=adversarial.weight if adversarial else 0.0,
-        pretrain_iters=pretrain_iters,
+        pretrain_iters=cfg.pretrain_iters,
         generator_config=OmegaConf.to_container(cfg.generator, resolve=True),
         **instantiate(cfg.model, _convert_="partial"),
     )
 
 
-def instantiate_terms(node: DictConfig):
-    from restoregan.losses.weighted import WeightedSum
-
+def instantiate_terms(node: DictConfig) -> WeightedSum:
+    """`{name: {weight, fn}}` config -> WeightedSum of the instantiated loss modules."""
     return WeightedSum({name: {"weight": t.weight, "fn": instantiate(t.fn)} for name, t in node.items()})
 
 
