@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,13 +91,17 @@ def save_final_checkpoint(trainer: pl.Trainer, last: Path) -> None:
     """Checkpoints come after validations; the iterations after the last one would otherwise be lost to
     `ckpt_path=last`. Written beside and renamed, so a kill mid-write leaves the previous last.ckpt intact."""
     tmp = last.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp)  # every rank calls it; rank zero writes
+    trainer.save_checkpoint(tmp, weights_only=False)  # full state for resume; every rank calls it, rank zero writes
     if trainer.is_global_zero:
         os.replace(tmp, last)
 
 
 def train(cfg: DictConfig) -> TrainResult:
     os.environ.setdefault("WANDB_MODE", "offline")
+    # The EMA generator and frozen perceptual backbones are in eval mode by design; the pytree notice is
+    # Lightning talking to a newer torch. Neither is actionable for a user.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     run_dir = Path(cfg.run_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, cfg.overwrite)
     pl.seed_everything(cfg.seed, workers=True)
