@@ -79,6 +79,14 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
     return path
 
 
+def quantize(img: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Clip to [0, 1] and round to 8-bit levels, as the image would be once saved; real LR inputs are like
+    this, and metrics are reported on such images. numpy -> float32, torch -> same dtype."""
+    if isinstance(img, torch.Tensor):
+        return torch.round(img.clamp(0, 1) * 255.0) / 255.0
+    return (np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
 def natural_key(path: Path) -> list:
     """Sort frame_2 before frame_10."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]

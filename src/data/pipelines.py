@@ -13,6 +13,7 @@ import numpy as np
 
 from restoregan.data import degradations as D
 from restoregan.data.imresize import imresize
+from restoregan.data.io import quantize
 
 
 class BicubicDegradation:
@@ -27,8 +28,8 @@ class BicubicDegradation:
         self.scale, self.quantize = int(scale), bool(quantize)
 
     def __call__(self, hr: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        lq = np.clip(imresize(hr, scale=1 / self.scale), 0.0, 1.0)
-        return (np.round(lq * 255.0) / 255.0 if self.quantize else lq).astype(np.float32)
+        lq = imresize(hr, scale=1 / self.scale)
+        return quantize(lq) if self.quantize else np.clip(lq, 0.0, 1.0)
 
 
 def _pair(values: Sequence[float]) -> tuple[float, float]:
@@ -167,4 +168,4 @@ class RealESRGANDegradation:
         else:
             img = resize_and_sinc(D.jpeg(img, quality))
         # real LR images are 8-bit; Real-ESRGAN quantises its synthetic ones the same way
-        return (np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+        return quantize(img)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from restoregan.atomic import atomic_write_bytes
 from restoregan.data.datasets import mod_crop
 from restoregan.data.imresize import imresize
-from restoregan.data.io import list_images, read_image, to_numpy, to_tensor
+from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
 from restoregan.evaluation.report import (
     crop_grid,
     detail_box,
@@ -39,11 +39,6 @@ class Options:
     lpips_net: str = "alex"
     grid_images: int = 5
     grid_crop: int = 96  # HR pixels per grid cell side
-
-
-def quantize(img: np.ndarray) -> np.ndarray:
-    """Clip and round to 8-bit levels, as the image would be once saved as PNG."""
-    return (np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
 def dataset_name(hr_dir: Path) -> str:

@@ -60,7 +60,6 @@ class GANModule(pl.LightningModule):
         self.content_loss = content_loss
         self.adversarial_loss = adversarial_loss
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-        self._val_outputs: list[dict[str, float]] = []
 
     # --- stages -----------------------------------------------------------------------------------
     @property

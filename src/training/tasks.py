@@ -6,11 +6,11 @@ class with these methods, chosen in config (`task: {_target_: ...}`).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from restoregan.data.imresize import imresize
+from restoregan.data.io import quantize
 from restoregan.metrics.image import psnr_y, ssim_y
 
 
@@ -38,11 +38,8 @@ class SuperResolutionTask:
 
     def metrics(self, output: Tensor, target: Tensor) -> dict[str, float]:
         """Literature conventions: Y channel, `scale` pixels cropped from each border, 8-bit quantised."""
-        out = quantize(output)
-        tgt = quantize(target)
-        psnr = sum(psnr_y(o, t, self.scale) for o, t in zip(out, tgt)) / len(out)
-        ssim = sum(ssim_y(o, t, self.scale) for o, t in zip(out, tgt)) / len(out)
-        return {"psnr": float(psnr), "ssim": float(ssim)}
+        out, tgt = quantize(output), quantize(target)  # (b, 3, H, W): the metrics return (b,) scores
+        return {"psnr": float(psnr_y(out, tgt, self.scale).mean()), "ssim": float(ssim_y(out, tgt, self.scale).mean())}
 
     def grid_columns(self, batch: dict, output: Tensor) -> list[tuple[str, Tensor]]:
         """Columns of the validation image grid, all at target size: LR | bicubic | SR | HR."""
@@ -54,7 +51,3 @@ class SuperResolutionTask:
             ("HR", self.target(batch)),
         ]
 
-
-def quantize(img: Tensor) -> Tensor:
-    """Round to 8-bit levels, as an image saved to disk would be; metrics are reported on those."""
-    return torch.round(img.clamp(0, 1) * 255.0) / 255.0
