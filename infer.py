@@ -1,5 +1,9 @@
-"""Upscale an image or a folder with a trained generator (ours or any ESRGAN-family .pth spandrel reads):
+"""Apply a trained generator to images, frame folders or video; what it does follows the checkpoint's task:
 python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [tile=512] [tile_overlap=32] [device=auto] [half=auto]
+
+  sr        upscale images (ours or any ESRGAN-family .pth spandrel reads) -> output/<stem>_x<scale>.png
+  colorize  colour images, frame folders or video (options: the `colorize:` block of conf/infer.yaml)
+  interp    raise the frame rate of a video or frame folder (options: the `interp:` block)
 """
 
 from __future__ import annotations
@@ -38,12 +42,20 @@ def infer(cfg: DictConfig) -> list[Path]:
     source, output = Path(cfg.input), Path(cfg.output)
     if not source.exists():
         raise ValueError(f"{source}: input not found")
-    inputs = list_images(source) if source.is_dir() else [source]
     device = resolve_device(cfg.device)
     half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
     model = next(iter(load_models([Path(cfg.ckpt)], device).values()))
+    if model.task == "colorize":
+        from restoregan.inference.colorize import infer_colorize
+
+        return infer_colorize(cfg, model, device)
+    if model.task == "interp":
+        from restoregan.inference.interp import infer_interp
+
+        return infer_interp(cfg, model, device)
     if model.task != "sr":
-        raise ValueError(f"{cfg.ckpt}: a {model.task!r} model; infer.py handles super-resolution (sr) only")
+        raise ValueError(f"{cfg.ckpt}: a {model.task!r} model, which infer.py does not know")
+    inputs = list_images(source) if source.is_dir() else [source]
     targets = output_paths(inputs, output, model.scale)
     output.mkdir(parents=True, exist_ok=True)
     for src, dst in tqdm(list(zip(inputs, targets)), desc=f"x{model.scale} on {device}", unit="img"):

@@ -190,3 +190,24 @@ def test_cli(tmp_path: Path) -> None:
     failed = _cli(f"hr_dir={tmp_path / 'nowhere'}", "out_dir=report", cwd=work)
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: HR folder not found"]
+
+
+def test_report_task_comes_from_the_checkpoints() -> None:
+    from omegaconf import OmegaConf
+
+    from restoregan.evaluation.run import report_task
+    from restoregan.gans.checkpoint import LoadedGenerator
+
+    def model(task: str) -> LoadedGenerator:
+        return LoadedGenerator(nn.Identity(), 1, task, None, "test")
+
+    cfg = lambda task=None: OmegaConf.create({"task": task})  # noqa: E731
+    assert report_task(cfg(), {}, []) == "sr"  # baseline-only report, default task
+    assert report_task(cfg("interp"), {}, []) == "interp"
+    assert report_task(cfg(), {"a": model("colorize")}, [Path("a.ckpt")]) == "colorize"
+    with pytest.raises(ValueError, match="a.ckpt: a 'colorize' model, but task=sr"):
+        report_task(cfg("sr"), {"a": model("colorize")}, [Path("a.ckpt")])
+    with pytest.raises(ValueError, match="different tasks"):
+        report_task(cfg(), {"a": model("sr"), "b": model("interp")}, [Path("a"), Path("b")])
+    with pytest.raises(ValueError, match="unknown task 'deblur'"):
+        report_task(cfg("deblur"), {}, [])

@@ -46,18 +46,21 @@ def load_models(paths: list[Path], device) -> dict[str, LoadedGenerator]:
     return models
 
 
+TASKS = ("sr", "colorize", "interp")
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Run the benchmark `cfg` (conf/evaluate.yaml) describes; returns the metrics.json content."""
-    for key in ("hr_dir", "out_dir"):
-        if cfg[key] is None:
-            raise ValueError(f"{key}=DIR is required (python evaluate.py hr_dir=... out_dir=...)")
+    if cfg.out_dir is None:
+        raise ValueError("out_dir=DIR is required (python evaluate.py ckpt=... hr_dir=... out_dir=...)")
     device = resolve_device(cfg.device)
     paths = checkpoint_paths(cfg.ckpt)
     models = load_models(paths, device)
-    tasks = {m.task for m in models.values()} or {"sr"}
-    if len(tasks) > 1:
-        raise ValueError(f"checkpoints of different tasks cannot share a report: {sorted(tasks)}")
-    task = tasks.pop()
+    task = report_task(cfg, models, paths)
+    needs = "input" if task == "interp" else "hr_dir"
+    if cfg[needs] is None:
+        example = "input=VIDEO_OR_FRAME_DIR" if task == "interp" else "hr_dir=DIR"
+        raise ValueError(f"{needs}=... is required for {task!r} models (python evaluate.py ckpt=... {example} out_dir=...)")
     opts = Options(
         device=device,
         tile=cfg.tile,
@@ -66,11 +69,31 @@ def evaluate(cfg: DictConfig) -> dict:
         lpips_net=cfg.lpips_net,
         grid_images=cfg.grid_images,
     )
-    if task == "sr":
-        for (name, m), path in zip(models.items(), paths):
-            if m.scale != cfg.scale:
-                raise ValueError(f"{path}: a x{m.scale} model, but scale={cfg.scale}")
-        nets = {name: m.net for name, m in models.items()}
-        lr_dir = None if cfg.lr_dir is None else Path(cfg.lr_dir)
-        return evaluate_sr(Path(cfg.hr_dir), Path(cfg.out_dir), cfg.scale, nets, lr_dir, opts, cfg.dataset)
-    raise ValueError(f"evaluation of task {task!r} is not implemented yet (available: sr)")
+    if task == "colorize":
+        from restoregan.evaluation.colorize import evaluate_colorize
+
+        return evaluate_colorize(cfg, models, opts)
+    if task == "interp":
+        from restoregan.evaluation.interp import evaluate_interp
+
+        return evaluate_interp(cfg, models, opts)
+    for (name, m), path in zip(models.items(), paths):
+        if m.scale != cfg.scale:
+            raise ValueError(f"{path}: a x{m.scale} model, but scale={cfg.scale}")
+    nets = {name: m.net for name, m in models.items()}
+    lr_dir = None if cfg.lr_dir is None else Path(cfg.lr_dir)
+    return evaluate_sr(Path(cfg.hr_dir), Path(cfg.out_dir), cfg.scale, nets, lr_dir, opts, cfg.dataset)
+
+
+def report_task(cfg: DictConfig, models: dict[str, LoadedGenerator], paths: list[Path]) -> str:
+    """The checkpoints' task (all must share one); `task=` for a baseline-only report (default sr)."""
+    found = {m.task for m in models.values()}
+    if len(found) > 1:
+        raise ValueError(f"checkpoints of different tasks cannot share a report: {sorted(found)}")
+    task = found.pop() if found else (cfg.task or "sr")
+    if cfg.task is not None and cfg.task != task:
+        path = paths[0] if paths else ""
+        raise ValueError(f"{path}: a {task!r} model, but task={cfg.task}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
+    return task

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,6 +53,7 @@ class LoadedGenerator:
     task: str
     arch: dict | None  # {"_target_": ..., **kwargs} when we know how to rebuild it, None for spandrel models
     source: str  # human-readable origin, e.g. "restoregan export" or "spandrel ESRGAN (64nf, 23nb)"
+    meta: dict = field(default_factory=dict)  # the task's export_meta() (e.g. colour space), run name, iterations
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -207,7 +208,8 @@ def _from_description(
         raise CheckpointError(f"{path}: cannot build {target}({_kwargs_str(arch)}): {_first_line(err)}") from None
     _load_weights(path, net, state, f"{target}({_kwargs_str(arch)})")
     scale = int(description.get("scale", getattr(net, "scale", 1)))
-    return LoadedGenerator(net, scale, str(description.get("task", "sr")), arch, f"{source}: {target}")
+    meta = {k: v for k, v in description.items() if k not in ("generator", "task", "scale", "format_version")}
+    return LoadedGenerator(net, scale, str(description.get("task", "sr")), arch, f"{source}: {target}", meta)
 
 
 def _load_weights(path: Path, net: nn.Module, state: Mapping[str, Tensor], arch_name: str) -> None:

@@ -1,8 +1,14 @@
-"""One task-agnostic GAN LightningModule: stage 1 pixel pretraining, stage 2 adversarial fine-tuning.
+"""One task-agnostic GAN LightningModule, three phases in one run (any of them may be 0 iterations):
 
-Manual optimization (two optimizers). `self.iteration` counts batches (not optimizer steps: Lightning's
-global_step advances once per optimizer step, i.e. by 2 per batch in the GAN stage) and decides the stage,
-so a resumed run continues in the stage it was killed in.
+1. `pretrain_iters`: generator only, on the `pretrain` loss (the PSNR-oriented model);
+2. `d_pretrain_iters`: discriminator only, against the frozen generator (DeOldify's "NoGAN": the GAN phase
+   then starts with a critic that already tells the generator's output from real images);
+3. `gan_iters`: both, generator on the `content` loss plus the adversarial term.
+
+Without a discriminator or adversarial term the run stays in phase 1 throughout. Manual optimization (two
+optimizers). `self.iteration` counts batches (not optimizer steps: Lightning's global_step advances once per
+optimizer step, i.e. by 2 per batch in phase 3) and decides the phase, so a resumed run continues in the phase
+it was killed in.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class GANModule(pl.LightningModule):
         scheduler_g: Callable[..., Any] | None = None,
         scheduler_d: Callable[..., Any] | None = None,
         pretrain_iters: int = 0,
+        d_pretrain_iters: int = 0,
         ema_decay: float | None = 0.999,
         grad_clip: float | None = None,
         generator_config: dict | None = None,
@@ -61,44 +68,51 @@ class GANModule(pl.LightningModule):
         self.adversarial_loss = adversarial_loss
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
-    # --- stages -----------------------------------------------------------------------------------
+    # --- phases ---------------------------------------------------------------------------------------
+    G_PRETRAIN, D_PRETRAIN, GAN = 1, 2, 3
+
+    @property
+    def has_gan(self) -> bool:
+        return self.net_d is not None and self.adversarial_loss is not None and self.hparams.adversarial_weight > 0
+
+    @property
+    def phase(self) -> int:
+        it, pre = int(self.iteration), self.hparams.pretrain_iters
+        if not self.has_gan or it < pre:
+            return self.G_PRETRAIN
+        return self.D_PRETRAIN if it < pre + self.hparams.d_pretrain_iters else self.GAN
+
     @property
     def gan_active(self) -> bool:
-        """Stage 2 once pretraining is done, if the config has a discriminator and an adversarial term."""
-        return (
-            self.net_d is not None
-            and self.adversarial_loss is not None
-            and self.hparams.adversarial_weight > 0
-            and int(self.iteration) >= self.hparams.pretrain_iters
-        )
+        """Whether the generator trains against the discriminator (phase 3)."""
+        return self.phase == self.GAN
 
     @property
     def net_g_eval(self) -> nn.Module:
         """The generator used for validation and export: the EMA when there is one."""
         return self.net_g_ema if self.net_g_ema is not None else self.net_g
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net_g_eval(x)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.net_g_eval(*inputs)
 
     # --- training ---------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self._optimizers()
         real_target = self.task.target(batch)
-        output = self.net_g(self.task.inputs(batch))  # (b, c, H, W)
-
-        gan_stage = self.gan_active
-        if not gan_stage:
+        phase = self.phase
+        if phase == self.G_PRETRAIN:
+            output = self.task.generate(self.net_g, batch)  # e.g. (b, 3, H, W)
             l_g, parts = self.pretrain_loss(output, real_target)
             self._step(opt_g, l_g)
             self._log_parts("g", parts, l_g)
+        elif phase == self.D_PRETRAIN:
+            with torch.no_grad():  # the generator is frozen: no graph, no gradients
+                output = self.task.generate(self.net_g, batch)
+            self._train_d(opt_d, *self.task.discriminator_pair(batch, output))
         else:
+            output = self.task.generate(self.net_g, batch)
             real, fake = self.task.discriminator_pair(batch, output)
-
-            # --- discriminator ---
-            self.toggle_optimizer(opt_d)
-            l_d, d_logs = self.adversarial_loss.d_loss(self.net_d, real, fake.detach())  # detach: D step must not reach G
-            self._step(opt_d, l_d)
-            self.untoggle_optimizer(opt_d)
+            self._train_d(opt_d, real, fake.detach())  # detach: the D step must not reach G
 
             # --- generator ---
             self.toggle_optimizer(opt_g)
@@ -107,19 +121,25 @@ class GANModule(pl.LightningModule):
             l_g = l_content + self.hparams.adversarial_weight * l_adv
             self._step(opt_g, l_g)
             self.untoggle_optimizer(opt_g)
-
             self._log_parts("g", parts, l_g)
             self.log("train/g_adv", l_adv.detach(), prog_bar=False)
-            self.log("train/d_loss", l_d.detach())
-            for key, value in d_logs.items():
-                self.log(f"train/{key}", value.detach())
 
         for sched in self._schedulers():
             sched.step()
-        if self.net_g_ema is not None:
+        if self.net_g_ema is not None and phase != self.D_PRETRAIN:
             update_ema(self.net_g_ema, self.net_g, warmup_decay(self.hparams.ema_decay, int(self.iteration)))
-        self.log("train/stage", 2.0 if gan_stage else 1.0)
+        self.log("train/phase", float(phase))
         self.iteration += 1
+
+    def _train_d(self, opt_d: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> None:
+        # --- discriminator ---
+        self.toggle_optimizer(opt_d)
+        l_d, d_logs = self.adversarial_loss.d_loss(self.net_d, real, fake)
+        self._step(opt_d, l_d)
+        self.untoggle_optimizer(opt_d)
+        self.log("train/d_loss", l_d.detach())
+        for key, value in d_logs.items():
+            self.log(f"train/{key}", value.detach())
 
     def _step(self, opt: torch.optim.Optimizer, loss: Tensor) -> None:
         if not torch.isfinite(loss):
@@ -146,8 +166,10 @@ class GANModule(pl.LightningModule):
         if scheds is None:
             return []
         scheds = scheds if isinstance(scheds, (list, tuple)) else [scheds]
-        # configure_optimizers returns the G scheduler first; the D one only advances while D trains.
-        return [s for s, is_d in zip(scheds, self._scheduler_is_d) if self.gan_active or not is_d]
+        # configure_optimizers returns the G scheduler first; each advances only while its network trains.
+        phase = self.phase
+        trains = {False: phase != self.D_PRETRAIN, True: phase != self.G_PRETRAIN}
+        return [s for s, is_d in zip(scheds, self._scheduler_is_d) if trains[is_d]]
 
     def configure_optimizers(self) -> Any:
         optimizers = [self.optimizer_g(self.net_g.parameters())]
@@ -164,8 +186,7 @@ class GANModule(pl.LightningModule):
 
     # --- validation -------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        net = self.net_g_eval
-        output = net(self.task.inputs(batch)).clamp(0, 1)
+        output = self.task.generate(self.net_g_eval, batch).clamp(0, 1)
         target = self.task.target(batch)
         scores = self.task.metrics(output, target)
         baseline_scores = {
@@ -201,6 +222,12 @@ class GANModule(pl.LightningModule):
             "task": self.task.name,
             "scale": getattr(self.task, "scale", 1),
             "format_version": FORMAT_VERSION,
+            **task_meta(self.task),
         }
 
 
+
+
+def task_meta(task: Any) -> dict:
+    """The task's extra export keys (e.g. a colorizer's colour space), if it has any."""
+    return dict(task.export_meta()) if hasattr(task, "export_meta") else {}

@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from restoregan.gans.checkpoint import load_generator, save_export
 from restoregan.losses.weighted import WeightedSum
-from restoregan.training.gan_module import GANModule
+from restoregan.training.gan_module import GANModule, task_meta
 
 
 @dataclass
@@ -66,6 +66,7 @@ def build_module(cfg: DictConfig) -> GANModule:
         adversarial_loss=instantiate(adversarial.fn) if adversarial else None,
         adversarial_weight=adversarial.weight if adversarial else 0.0,
         pretrain_iters=cfg.pretrain_iters,
+        d_pretrain_iters=cfg.d_pretrain_iters,
         generator_config=OmegaConf.to_container(cfg.generator, resolve=True),
         **instantiate(cfg.model, _convert_="partial"),
     )
@@ -81,10 +82,37 @@ def extra_callbacks() -> list[pl.Callback]:
     return []
 
 
+def has_gan(cfg: DictConfig) -> bool:
+    return bool(cfg.get("discriminator")) and bool(cfg.loss.get("adversarial")) and cfg.loss.adversarial.weight > 0
+
+
 def max_steps(cfg: DictConfig) -> int:
-    """Lightning counts optimizer steps: one per batch in stage 1, two (D and G) per batch in stage 2."""
-    has_gan = bool(cfg.get("discriminator")) and bool(cfg.loss.get("adversarial")) and cfg.loss.adversarial.weight > 0
-    return cfg.pretrain_iters + (2 if has_gan else 1) * cfg.gan_iters
+    """Lightning counts optimizer steps: one per batch in phases 1 and 2, two (D and G) per batch in phase 3.
+    Without a GAN the whole run is phase 1 (pretrain_iters + gan_iters batches)."""
+    if not has_gan(cfg):
+        return cfg.pretrain_iters + cfg.gan_iters
+    return cfg.pretrain_iters + cfg.d_pretrain_iters + 2 * cfg.gan_iters
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    for key in ("pretrain_iters", "d_pretrain_iters", "gan_iters"):
+        if cfg[key] < 0:
+            raise ValueError(f"{key}={cfg[key]}: must be >= 0")
+    if cfg.d_pretrain_iters > 0 and not has_gan(cfg):
+        raise ValueError(
+            f"d_pretrain_iters={cfg.d_pretrain_iters} needs a discriminator and an adversarial loss term "
+            "(this config has none); set d_pretrain_iters=0"
+        )
+
+
+def evaluate_hint(task: str, scale: int) -> str:
+    """The data arguments of the evaluate.py command printed after training."""
+    if task == "sr":
+        sets = "../shared/data/benchmarks/Set5"
+        return f"hr_dir={sets}/x{scale}/HR lr_dir={sets}/x{scale}/LR scale={scale}"
+    if task == "interp":
+        return "input=VIDEO_OR_FRAME_DIR"
+    return "hr_dir=COLOUR_PHOTOS_DIR"
 
 
 def save_final_checkpoint(trainer: pl.Trainer, last: Path) -> None:
@@ -102,6 +130,7 @@ def train(cfg: DictConfig) -> TrainResult:
     # Lightning talking to a newer torch. Neither is actionable for a user.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    check_schedule(cfg)
     run_dir = Path(cfg.run_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, cfg.overwrite)
     pl.seed_everything(cfg.seed, workers=True)
@@ -135,7 +164,13 @@ def train(cfg: DictConfig) -> TrainResult:
             export,
             module.net_g_eval,
             arch=OmegaConf.to_container(cfg.generator, resolve=True),
-            meta={"task": module.task.name, "scale": cfg.scale, "name": cfg.name, "iterations": int(module.iteration)},
+            meta={
+                "task": module.task.name,
+                "scale": getattr(module.task, "scale", 1),
+                "name": cfg.name,
+                "iterations": int(module.iteration),
+                **task_meta(module.task),
+            },
         )
         last = Path(checkpoint.last_model_path or run_dir / "checkpoints" / "last.ckpt")
         print(
@@ -143,7 +178,7 @@ def train(cfg: DictConfig) -> TrainResult:
             f"  checkpoints: {last.parent}\n"
             f"  exported generator: {export}.safetensors (+ .yaml)\n"
             f"  validation grids: {run_dir / 'images'}\n"
-            f"  evaluate: python evaluate.py ckpt={export}.safetensors hr_dir=../shared/data/benchmarks/Set5/x4/HR "
-            f"lr_dir=../shared/data/benchmarks/Set5/x4/LR scale={cfg.scale} out_dir={run_dir / 'eval'}"
+            f"  evaluate: python evaluate.py ckpt={export}.safetensors {evaluate_hint(module.task.name, cfg.scale)} "
+            f"out_dir={run_dir / 'eval'}"
         )
     return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", export, module)

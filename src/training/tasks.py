@@ -1,13 +1,23 @@
-"""Tasks: how a batch becomes generator input, what the target and the baselines are, what to show.
+"""Tasks: how a batch becomes generator output, what the target and the baselines are, what to show.
 
 The GAN module is task-agnostic; a new task (colorization, interpolation, film restoration) is a new small
-class with these methods, chosen in config (`task: {_target_: ...}`).
+class, in a file of its own, chosen in config (`task: {_target_: ...}`). The protocol:
+
+    name: str                                   # "sr", "colorize", "interp": stored in checkpoints/exports
+    scale: int                                  # output size / input size (1 unless super-resolution)
+    generate(net, batch) -> Tensor              # generator output in target space, e.g. RGB (B,3,H,W)
+    target(batch) -> Tensor                     # what the losses compare the output with
+    discriminator_pair(batch, output) -> (real, fake)   # a conditional D concatenates its condition here
+    baselines(batch) -> {name: Tensor}          # what a model must beat (bicubic, grey input, blending)
+    metrics(output, target) -> {name: float}    # validation scores, also computed for each baseline
+    grid_columns(batch, output) -> [(label, Tensor)]    # columns of the validation image grid
+    export_meta() -> dict                       # optional: extra keys for exports/checkpoints (LoadedGenerator.meta)
 """
 
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from restoregan.data.imresize import imresize
 from restoregan.data.io import quantize
@@ -24,6 +34,9 @@ class SuperResolutionTask:
 
     def inputs(self, batch: dict) -> Tensor:
         return batch["lq"]
+
+    def generate(self, net: nn.Module, batch: dict) -> Tensor:
+        return net(self.inputs(batch))
 
     def target(self, batch: dict) -> Tensor:
         return batch["gt"]
