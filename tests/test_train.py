@@ -198,3 +198,27 @@ def test_discriminator_pretraining_without_a_discriminator_is_refused(tmp_path: 
     cfg = compose_train(tiny_overrides(tmp_path) + ["d_pretrain_iters=2", "~discriminator"])
     with pytest.raises(ValueError, match="d_pretrain_iters=2 needs a discriminator"):
         train(cfg)
+
+
+class _BarSnapshot(pl.Callback):
+    """What the progress bar shows after each batch."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[str, float, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = trainer.progress_bar_callback
+        task = bar.progress.tasks[bar.train_progress_bar_id]
+        self.shown.append((task.description.strip(), task.completed, task.total))
+
+
+def test_progress_bar_counts_iterations_and_names_the_phase(tmp_path: Path, monkeypatch) -> None:
+    import restoregan.training.run as run_mod
+
+    snapshot = _BarSnapshot()
+    monkeypatch.setattr(run_mod, "extra_callbacks", lambda: [snapshot])
+    overrides = ["d_pretrain_iters=1", "gan_iters=2", "trainer.enable_progress_bar=true"]
+    train(compose_train(tiny_overrides(tmp_path) + overrides))
+    # callbacks run in list order and the bar is last: each snapshot shows the previous batch's update, which
+    # names the phase of the batch to come
+    assert snapshot.shown[1:] == [("pretrain G", 1, 5), ("pretrain D", 2, 5), ("GAN", 3, 5), ("GAN", 4, 5)]

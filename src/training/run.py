@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from restoregan.gans.checkpoint import load_generator, save_export
 from restoregan.losses.weighted import WeightedSum
 from restoregan.training.gan_module import GANModule, task_meta
+from restoregan.training.progress import IterationProgressBar
 
 
 @dataclass
@@ -94,6 +95,11 @@ def max_steps(cfg: DictConfig) -> int:
     return cfg.pretrain_iters + cfg.d_pretrain_iters + 2 * cfg.gan_iters
 
 
+def total_iterations(cfg: DictConfig) -> int:
+    """Batches in the run (the d_pretrain phase only exists with a GAN)."""
+    return cfg.pretrain_iters + (cfg.d_pretrain_iters if has_gan(cfg) else 0) + cfg.gan_iters
+
+
 def check_schedule(cfg: DictConfig) -> None:
     for key in ("pretrain_iters", "d_pretrain_iters", "gan_iters"):
         if cfg[key] < 0:
@@ -145,6 +151,9 @@ def train(cfg: DictConfig) -> TrainResult:
         save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
     )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks: list[pl.Callback] = [checkpoint, *extra_callbacks()]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(IterationProgressBar(total_iterations(cfg)))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         max_steps=max_steps(cfg),
@@ -152,7 +161,7 @@ def train(cfg: DictConfig) -> TrainResult:
         check_val_every_n_epoch=None,
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[checkpoint, *extra_callbacks()],
+        callbacks=callbacks,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     save_final_checkpoint(trainer, run_dir / "checkpoints" / "last.ckpt")
