@@ -1,0 +1,183 @@
+"""evaluate.py and infer.py for colorization models: report schema, luminance kept, sequences, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from conftest import ROOT, shared_path
+from restoregan.data.color import luminance
+from restoregan.data.io import read_image, to_tensor, write_image
+from restoregan.evaluation.run import evaluate
+from restoregan.gans.checkpoint import save_export
+from restoregan.gans.colorize_unet import ColorizeUNet
+from restoregan.inference.temporal import ChromaStabilizer, FlickerMeter, Motion
+
+ARCH = {"_target_": "restoregan.gans.colorize_unet.ColorizeUNet", "encoder": "resnet18", "pretrained": False,
+        "decoder_channels": [16, 16, 16, 8, 8], "attention": True}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny colorizer that does colour (random head), exported like train.py does."""
+    torch.manual_seed(0)
+    net = ColorizeUNet(**{k: v for k, v in ARCH.items() if k != "_target_"}).eval()
+    torch.nn.init.normal_(net.head.weight, std=0.3)
+    path = tmp_path_factory.mktemp("model") / "generator"
+    return save_export(path, net, ARCH, {"task": "colorize", "scale": 1, "color_space": "yuv", "render_size": 64})
+
+
+def _cfg(name: str, overrides: list[str]):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def _photos(folder: Path, n: int = 2) -> Path:
+    import skimage.data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate([skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()][:n]):
+        Image.fromarray(img[::4, ::4]).save(folder / f"photo{i}.png")
+    return folder
+
+
+def _infer(overrides: list[str]) -> list[Path]:
+    spec = importlib.util.spec_from_file_location("infer_script", ROOT / "infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.infer(_cfg("infer", overrides + ["device=cpu"]))
+
+
+def test_evaluate_reports_model_and_grey_baseline(model: Path, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos")
+    out = tmp_path / "eval"
+    report = evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={out}", "device=cpu"]))
+    assert json.loads((out / "metrics.json").read_text()) == report
+    assert (out / "metrics.md").read_text().count("|") > 10 and (out / "comparison.png").exists()
+    assert set(report["methods"]) == {"grey", "generator"}
+    grey, ours = report["methods"]["grey"], report["methods"]["generator"]
+    for method in (grey, ours):
+        assert {"psnr", "ssim", "delta_e", "colorfulness", "fid", "images"} <= set(method)
+        assert len(method["images"]) == 2
+    assert grey["colorfulness"] == 0 and ours["colorfulness"] > 0 and report["colorfulness_original"] > 10
+    assert grey["delta_e"] > 1
+    if grey["fid"] is None:  # offline: no Inception weights; never a made-up number
+        assert report["fid_note"] and ours["fid"] is None
+
+
+def test_evaluate_skips_grey_references_and_rejects_a_grey_only_folder(model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(folder / "flat.png")
+    with pytest.raises(ValueError, match="only grey images"):
+        evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu"]))
+    _photos(folder, 1)
+    report = evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu"]))
+    assert report["skipped_grey_images"] == ["flat.png"] and len(report["methods"]["grey"]["images"]) == 1
+
+
+def test_colour_input_is_accepted_and_its_luminance_kept(model: Path, tmp_path: Path) -> None:
+    photo = _photos(tmp_path / "in", 1) / "photo0.png"  # already colour: only its luminance is used
+    (out_path,) = _infer([f"ckpt={model}", f"input={photo}", f"output={tmp_path / 'out'}"])
+    assert out_path == tmp_path / "out" / "photo0_color.png"
+    src, out = to_tensor(read_image(photo))[None], to_tensor(read_image(out_path))[None]
+    assert (out - out.mean(1, keepdim=True)).abs().max() > 0.05
+    assert (luminance(out) - luminance(src)).abs().max() * 255 <= 1.0
+
+
+def test_non_image_is_rejected_in_one_line(model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    proc = subprocess.run(
+        [sys.executable, "infer.py", f"ckpt={model}", f"input={bad}", f"output={tmp_path / 'o'}", "device=cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not an image")
+
+
+def _frames(folder: Path, n: int = 4) -> Path:
+    """A grey scene panning right by 2 px per frame."""
+    import skimage.data
+
+    base = skimage.data.camera()[::4, ::4].astype(np.float32) / 255  # (128, 128)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        frame = np.roll(base, 2 * i, axis=1)[:96, :120]
+        write_image(folder / f"{i + 1}.png", np.repeat(frame[:, :, None], 3, axis=2))
+    return folder
+
+
+def test_frame_folder_gets_frames_contact_sheet_and_stability_report(model: Path, tmp_path: Path) -> None:
+    frames = _frames(tmp_path / "film")
+    written = _infer([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}"])
+    assert len(written) == 4 + 2
+    assert sorted(p.name for p in (tmp_path / "out" / "film_color").iterdir()) == ["1.png", "2.png", "3.png", "4.png"]
+    report = json.loads((tmp_path / "out" / "film_stability.json").read_text())
+    assert report["frames"] == 4 and report["flicker_before"]["pairs"] == 3 and report["scene_cuts"] == []
+    assert report["max_luminance_diff_8bit"] <= 1.0
+    assert Image.open(tmp_path / "out" / "film_contact.png").size[0] > 0
+
+
+def test_video_file_is_coloured_to_a_video(model: Path, tmp_path: Path) -> None:
+    import av
+
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            arr = np.full((48, 64, 3), 40 * i, np.uint8)
+            arr[10:30, 5 + 4 * i : 25 + 4 * i] = 220
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    written = _infer([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}", "colorize.max_frames=3"])
+    assert [p.name for p in written] == ["clip_color.mp4", "clip_contact.png", "clip_stability.json"]
+    def times(path: Path) -> list[float]:
+        with av.open(str(path)) as c:
+            return [float(f.pts * f.time_base) for f in c.decode(video=0)]
+
+    # every coloured frame keeps its input's presentation time
+    assert times(written[0]) == pytest.approx(times(video)[:3], abs=1e-6)
+
+
+def test_stabiliser_lowers_flicker_but_not_across_a_cut() -> None:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    scene = 0.5 + 0.4 * np.sin(xx / 5) * np.cos(yy / 7)
+    other = 0.5 + 0.4 * np.sin(yy / 3 + 1)  # a different shot
+    lums = [scene] * 5 + [other] * 2
+    chromas = [np.full((2, 64, 64), 0.2, np.float32) + rng.normal(0, 0.05, (2, 1, 1)).astype(np.float32) for _ in lums]
+    chromas[5:] = [np.full((2, 64, 64), -0.3, np.float32)] * 2
+    stab, before, after, cuts = ChromaStabilizer(0.7), FlickerMeter(), FlickerMeter(), []
+    prev = None
+    for i, (lum, c) in enumerate(zip(lums, chromas)):
+        motion = Motion(prev, lum, 0.1) if prev is not None else None
+        cuts += [i] if motion is not None and motion.cut else []
+        s = stab(c, motion)
+        before.add(c, motion)
+        after.add(s, motion)
+        prev = lum
+        if i == 5:
+            np.testing.assert_array_equal(s, c)  # a new shot keeps its own colour
+    assert cuts == [5]
+    assert after.summary()["raw"] < 0.6 * before.summary()["raw"]
+    assert before.summary()["pairs"] == 5  # 6 pairs minus the cut
+
+
+def test_real_film_frames_keep_their_luminance(model: Path, tmp_path: Path) -> None:
+    frames = shared_path("footage", "old_film_frames_001")
+    _infer([f"ckpt={model}", f"input={frames}", f"output={tmp_path}", "colorize.max_frames=3"])
+    report = json.loads((tmp_path / "old_film_frames_001_stability.json").read_text())
+    assert report["max_luminance_diff_8bit"] <= 1.0 and report["frames"] == 3
