@@ -4,6 +4,7 @@ python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [tile=512] [tile_overlap=
   sr        upscale images (ours or any ESRGAN-family .pth spandrel reads) -> output/<stem>_x<scale>.png
   colorize  colour images, frame folders or video (options: the `colorize:` block of conf/infer.yaml)
   interp    raise the frame rate of a video or frame folder (options: the `interp:` block)
+  restore   remove film damage from images, frame folders or video (options: the `restore:` block)
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def infer(cfg: DictConfig) -> list[Path]:
         from restoregan.inference.interp import infer_interp
 
         return infer_interp(cfg, model, device)
+    if model.task == "restore":
+        from restoregan.inference.restore import infer_restore
+
+        return infer_restore(cfg, model, device)
     if model.task != "sr":
         raise ValueError(f"{cfg.ckpt}: a {model.task!r} model, which infer.py does not know")
     inputs = list_images(source) if source.is_dir() else [source]

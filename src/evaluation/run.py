@@ -46,7 +46,7 @@ def load_models(paths: list[Path], device) -> dict[str, LoadedGenerator]:
     return models
 
 
-TASKS = ("sr", "colorize", "interp")
+TASKS = ("sr", "colorize", "interp", "restore")
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -77,6 +77,10 @@ def evaluate(cfg: DictConfig) -> dict:
         from restoregan.evaluation.interp import evaluate_interp
 
         return evaluate_interp(cfg, models, opts)
+    if task == "restore":
+        from restoregan.evaluation.restore import evaluate_restore
+
+        return evaluate_restore(cfg, models, opts)
     for (name, m), path in zip(models.items(), paths):
         if m.scale != cfg.scale:
             raise ValueError(f"{path}: a x{m.scale} model, but scale={cfg.scale}")
