@@ -53,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run the benchmark `cfg` (conf/evaluate.yaml) describes; returns the metrics.json content."""
     if cfg.out_dir is None:
         raise ValueError("out_dir=DIR is required (python evaluate.py ckpt=... hr_dir=... out_dir=...)")
+    if cfg.task == "temporal":
+        return evaluate_temporal_task(cfg)
     device = resolve_device(cfg.device)
     paths = checkpoint_paths(cfg.ckpt)
     models = load_models(paths, device)
@@ -87,6 +89,19 @@ def evaluate(cfg: DictConfig) -> dict:
     nets = {name: m.net for name, m in models.items()}
     lr_dir = None if cfg.lr_dir is None else Path(cfg.lr_dir)
     return evaluate_sr(Path(cfg.hr_dir), Path(cfg.out_dir), cfg.scale, nets, lr_dir, opts, cfg.dataset)
+
+
+def evaluate_temporal_task(cfg: DictConfig) -> dict:
+    """Flicker of a processed video relative to its input: no model is run."""
+    if cfg.ckpt is not None:
+        raise ValueError("task=temporal compares two videos (input=..., result=...); it takes no ckpt")
+    for key in ("input", "result"):
+        if cfg[key] is None:
+            raise ValueError(f"{key}=... is required (python evaluate.py task=temporal input=ORIGINAL "
+                             "result=PROCESSED out_dir=DIR)")
+    from restoregan.evaluation.temporal import evaluate_temporal
+
+    return evaluate_temporal(cfg)
 
 
 def report_task(cfg: DictConfig, models: dict[str, LoadedGenerator], paths: list[Path]) -> str:
