@@ -5,6 +5,7 @@ python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [tile=512] [tile_overlap=
   colorize  colour images, frame folders or video (options: the `colorize:` block of conf/infer.yaml)
   interp    raise the frame rate of a video or frame folder (options: the `interp:` block)
   restore   remove film damage from images, frame folders or video (options: the `restore:` block)
+python infer.py pipeline=film input=reel.mp4 output=restored.mp4: restore, colorize, upscale, interpolate a film
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def output_paths(inputs: list[Path], output: Path, scale: int) -> list[Path]:
 
 
 def infer(cfg: DictConfig) -> list[Path]:
+    if cfg.pipeline is not None:  # pipeline=film: stages with their own checkpoints (restoregan.pipeline)
+        from restoregan.pipeline.run import run_pipeline
+
+        return run_pipeline(cfg)
     for key in ("ckpt", "input", "output"):
         if cfg[key] is None:
             raise ValueError(f"{key}=... is required (python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR)")

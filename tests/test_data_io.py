@@ -135,3 +135,18 @@ def test_tensor_conversions() -> None:
     np.testing.assert_array_equal(to_numpy(to_tensor(img[:, ::-1])), img[:, ::-1])  # negative strides
     with pytest.raises(ValueError, match="one image"):
         to_numpy(torch.zeros(2, 3, 4, 4))
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a finished film must be readable by whoever could read a plain open() file."""
+    import os
+    import stat
+
+    from restoregan.atomic import atomic_write_bytes
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "out.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -11,6 +11,10 @@ and their pixels (mean absolute difference at 64 px width) differ strongly. Need
 (pixels change, histogram stays) and the flicker of old film (histogram shifts, content stays) from counting
 as cuts. On the shared newsreel clip its three cuts score histogram distances 0.53-0.76 and mean differences
 0.22-0.42, while motion and flashes stay below 0.24 and 0.10.
+
+Writing: `VideoWriter` encodes frames at explicit timestamps (H.264 with a CRF, lossless FFV1, ...) into an mp4,
+mov or Matroska container and can carry the audio of another file along (`AudioCarrier`: packets copied when
+the container takes their codec, else re-encoded to AAC).
 """
 
 from __future__ import annotations
@@ -92,11 +96,17 @@ def probe(source: str | Path) -> VideoInfo:
         return VideoInfo(path, False, Fraction(fps) if fps else None, Fraction(stream.time_base), stream.frames, size)
 
 
-def iter_frames(source: str | Path) -> Iterator[Frame]:
-    """Decode frames one by one (video: in presentation order, with their pts), checking sizes agree."""
+def iter_frames(source: str | Path, complete: bool = False) -> Iterator[Frame]:
+    """Decode frames one by one (video: in presentation order, with their pts), checking sizes agree.
+
+    `complete`: also raise when a video decodes fewer frames than its header promises (a truncated file whose
+    index survived, or damaged data the decoder skipped), instead of ending early without a word."""
     path = Path(source)
     size = None
+    count = 0
+    expected = probe(path).frames if complete and not path.is_dir() else None
     for frame in _iter_unchecked(path):
+        count += 1
         if size is None:
             size = frame.image.shape
         elif frame.image.shape != size:
@@ -106,6 +116,9 @@ def iter_frames(source: str | Path) -> Iterator[Frame]:
                 f"{size[1]}x{size[0]}; all frames must share one size"
             )
         yield frame
+    if expected and count < expected:
+        raise VideoReadError(f"{path}: truncated or corrupt: its header promises {expected} frames, "
+                             f"only {count} decode")
 
 
 def _iter_unchecked(path: Path) -> Iterator[Frame]:
@@ -187,36 +200,167 @@ def windows_without_cuts(n: int, span: int, cuts: list[int], step: int = 1) -> l
 
 
 # --- writing -----------------------------------------------------------------------------------------
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # what VideoWriter writes
+
+
+def container_for(path: str | Path) -> str:
+    """FFmpeg muxer name for an output file's suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in CONTAINERS:
+        raise ValueError(f"{path}: cannot write a video with suffix {path.suffix or '(none)'!r}; "
+                         f"use one of {', '.join(sorted(CONTAINERS))}")
+    return CONTAINERS[path.suffix.lower()]
+
+
+def has_audio(source: str | Path) -> bool:
+    path = Path(source)
+    if path.is_dir():
+        return False
+    with _open(path) as container:
+        return bool(container.streams.audio)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+class AudioCarrier:
+    """The first audio stream of `source`, carried into `container` beside the video.
+
+    Packets are copied untouched when the container accepts their codec (AAC, MP3, PCM, ... in mp4; anything
+    in Matroska), else decoded and re-encoded to AAC. `until(t)` muxes what starts before t seconds (call it as
+    the video advances, so the file is interleaved), `finish()` the rest; packets starting at or after `end`
+    seconds are dropped (a shortened video keeps only its own audio). Timestamps are the input's, like the
+    video's, so the two stay in sync."""
+
+    def __init__(self, source: str | Path, container: av.container.OutputContainer, end: float | None = None) -> None:
+        self.source, self.end = Path(source), end
+        self.input = _open(self.source)
+        if not self.input.streams.audio:
+            self.input.close()
+            raise VideoReadError(f"{self.source}: holds no audio stream")
+        self.in_stream = self.input.streams.audio[0]
+        self.copied = self.in_stream.codec_context.name in container.supported_codecs
+        if self.copied:
+            self.stream = container.add_stream_from_template(self.in_stream)
+        else:
+            self.stream = container.add_stream("aac", rate=self.in_stream.codec_context.sample_rate)
+            layout = self.in_stream.codec_context.layout
+            if layout.name.endswith(" channels"):  # an unspecified order (PCM from Matroska, ...): AAC refuses it
+                layout = _DEFAULT_LAYOUTS.get(len(layout.channels), layout.name)
+            self.stream.layout = layout
+        self.container = container
+        self.packets = self.input.demux(self.in_stream)
+        self.pending: av.Packet | None = None
+        self.done = False
+
+    def _next(self) -> av.Packet | None:
+        if self.pending is None and not self.done:
+            for packet in self.packets:
+                if packet.dts is not None or packet.pts is not None:  # the demuxer's final empty packet has neither
+                    self.pending = packet
+                    break
+            else:
+                self.done = True
+        return self.pending
+
+    @staticmethod
+    def _time(packet: av.Packet) -> float:
+        return float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
+
+    def until(self, seconds: float) -> None:
+        while (packet := self._next()) is not None and self._time(packet) < seconds:
+            self.pending = None
+            if self.end is not None and self._time(packet) >= self.end:
+                continue
+            if self.copied:
+                packet.stream = self.stream
+                self.container.mux(packet)
+            else:
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as err:
+                    reason = _first_line(err)
+                    raise VideoReadError(f"{self.source}: corrupt audio, decoding failed ({reason})") from None
+                for frame in frames:
+                    self.container.mux(self.stream.encode(frame))
+
+    def finish(self) -> None:
+        try:
+            self.until(float("inf"))
+            if not self.copied:
+                self.container.mux(self.stream.encode(None))
+        finally:
+            self.input.close()
+
+
 class VideoWriter:
-    """PyAV encoder of (H, W, 3) float RGB frames into `path` (a temp file from restoregan.atomic.atomic_write,
-    so the finished name appears only when complete). Frames carry their own pts in time base `tb`, so input
-    timestamps (and variable frame rates) survive; without pts they are numbered at `rate`."""
+    """PyAV encoder of (H, W, 3) frames (float RGB in [0, 1], or uint8) into `path` (a temp file from
+    restoregan.atomic.atomic_write, so the finished name appears only when complete). Frames carry their own
+    pts in time base `tb`, so input timestamps (and variable frame rates) survive; without pts they are
+    numbered at `rate`.
+
+    `codec`: libx264 (with `crf`), ffv1 (lossless), or any FFmpeg video encoder; `pix_fmt="auto"` picks yuv420p
+    for H.264 when both sides are even (plays everywhere), else yuv444p, and bgr0 (lossless RGB) for FFV1.
+    `container_format`: mp4 | mov | matroska (the temp file's name has no telling suffix). `audio_from`: a file
+    whose first audio stream is carried along (see `AudioCarrier`), cut at `audio_end` seconds when given."""
 
     def __init__(
-        self, path: str | Path, rate: Fraction, codec: str = "libx264", crf: int | None = 18, pix_fmt: str = "yuv420p"
+        self,
+        path: str | Path,
+        rate: Fraction,
+        codec: str = "libx264",
+        crf: int | None = 18,
+        pix_fmt: str = "yuv420p",
+        container_format: str = "mp4",
+        audio_from: str | Path | None = None,
+        audio_end: float | None = None,
     ) -> None:
         self.path = Path(path)
-        self.container = av.open(str(path), mode="w", format="mp4")
-        self.stream = self.container.add_stream(codec, rate=Fraction(rate).limit_denominator(100000))
-        self.stream.pix_fmt = pix_fmt
+        self.container = av.open(str(path), mode="w", format=container_format)
+        self.rate = Fraction(rate).limit_denominator(100000)
+        self.stream = self.container.add_stream(codec, rate=self.rate)
+        self.pix_fmt = pix_fmt
         if crf is not None:
             self.stream.options = {"crf": str(crf)}
+        try:  # streams must all exist before the first packet is muxed
+            self.audio = AudioCarrier(audio_from, self.container, audio_end) if audio_from is not None else None
+        except BaseException:
+            self.container.close()
+            raise
         self.opened, self.count = False, 0
+
+    def _choose_pix_fmt(self, h: int, w: int) -> str:
+        if self.pix_fmt != "auto":
+            return self.pix_fmt
+        if self.stream.codec_context.name == "ffv1":
+            return "bgr0"
+        return "yuv444p" if h % 2 or w % 2 else "yuv420p"
 
     def write(self, img: np.ndarray, pts: int | None = None, tb: Fraction | None = None) -> None:
         h, w = img.shape[:2]
         if not self.opened:
-            if self.stream.pix_fmt == "yuv420p" and (h % 2 or w % 2):
+            pix_fmt = self._choose_pix_fmt(h, w)
+            if pix_fmt == "yuv420p" and (h % 2 or w % 2):
                 raise ValueError(f"{self.path}: frames are {w}x{h}, but yuv420p needs even sides; "
                                  "set pix_fmt=yuv444p (or crop the input)")
+            self.stream.pix_fmt = pix_fmt
             self.stream.width, self.stream.height = w, h
-            self.stream.time_base = tb if tb is not None else 1 / self.stream.rate
+            # kept apart: muxers may change the stream's time base once the header is written (Matroska to
+            # 1/1000, mp4 to a finer one), and frames must be read in the base their pts were given in
+            self.tb = tb if tb is not None else 1 / self.rate
+            self.stream.time_base = self.stream.codec_context.time_base = self.tb
             self.opened = True
-        frame = av.VideoFrame.from_ndarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(_to_uint8(img), format="rgb24")
         frame.pts = pts if pts is not None else self.count
-        frame.time_base = self.stream.time_base
+        frame.time_base = self.tb
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
+        if self.audio is not None:
+            self.audio.until(float(frame.pts * frame.time_base))
         self.count += 1
 
     def close(self) -> None:
@@ -224,5 +368,17 @@ class VideoWriter:
             if self.opened:
                 for packet in self.stream.encode():
                     self.container.mux(packet)
+            if self.audio is not None:
+                self.audio.finish()
         finally:
             self.container.close()
+
+
+def copy_audio(source: str | Path, path: str | Path, end: float | None = None) -> bool:
+    """The first audio stream of `source` alone into a Matroska file `path` (takes any codec: always a copy);
+    False, writing nothing, when `source` has none. For outputs that cannot hold sound, such as PNG frames."""
+    if not has_audio(source):
+        return False
+    with av.open(str(path), mode="w", format="matroska") as container:
+        AudioCarrier(source, container, end).finish()
+    return True

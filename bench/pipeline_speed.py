@@ -1,0 +1,158 @@
+"""Bench: speed of the film pipeline on the real newsreel clip (../shared/data/footage/a_bomb_blast_effects_part.mp4,
+432x320, 29 fps): frames/s of each stage alone at the clip's resolution, then the whole four-stage pipeline as
+infer.py runs it (segments, lossless work files, final H.264 encode), with interpolation after upscaling (the
+default order) and before it.
+
+python bench/pipeline_speed.py [--frames 8] [--pipeline-frames 4] [--device cpu]
+    -> bench/results/pipeline_speed.json (names the slowest stage)
+
+Each stage uses the newest export of its task under runs/ (what the pipeline picks by default); where none
+exists, an untrained net of that task's quickstart architecture (experiment=<task>_quickstart) stands in, written
+to runs/pipeline_bench/ (outside the runs/*/export/ pattern, so the pipeline never picks it up by itself). Speed
+does not depend on the weights; the JSON says which were used. Runs with OMP_NUM_THREADS=1 unless set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from restoregan.atomic import atomic_write_bytes  # noqa: E402
+from restoregan.data.video import probe  # noqa: E402
+from restoregan.gans.checkpoint import save_export  # noqa: E402
+from restoregan.pipeline.checkpoints import STAGE_TASKS, newest_export  # noqa: E402
+from restoregan.pipeline.run import build_stages, run_pipeline, timed_frames  # noqa: E402
+from restoregan.pipeline.stages import Item  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT.parent / "shared" / "data" / "footage" / "a_bomb_blast_effects_part.mp4"
+OUT = ROOT / "bench" / "results" / "pipeline_speed.json"
+SCRATCH = ROOT / "runs" / "pipeline_bench"
+QUICKSTART = {"restore": "film_restore_quickstart", "colorize": "colorize_quickstart", "upscale": "sr_quickstart",
+              "interpolate": "interp_quickstart"}
+
+
+def _compose(name: str, overrides: list[str]):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def untrained_export(stage: str) -> Path:
+    """An untrained generator of the stage's quickstart experiment, exported as train.py would."""
+    cfg = _compose("train", [f"experiment={QUICKSTART[stage]}", "pretrained_backbones=false"])
+    torch.manual_seed(0)
+    net = instantiate(cfg.generator)
+    task = instantiate(cfg.task)
+    meta = {"task": task.name, "scale": task.scale, **(task.export_meta() if hasattr(task, "export_meta") else {})}
+    arch = OmegaConf.to_container(cfg.generator, resolve=True)
+    base = SCRATCH / f"untrained_{stage}" / "export" / "generator"
+    save_export(base, net, arch, meta)
+    return base.with_suffix(".yaml")
+
+
+def checkpoints() -> dict[str, dict]:
+    found = {}
+    for stage, task in STAGE_TASKS.items():
+        path = newest_export(ROOT / "runs", task)
+        found[stage] = {"ckpt": str((path or untrained_export(stage)).relative_to(ROOT)), "trained": path is not None,
+                        "quickstart_architecture": path is None}
+    return found
+
+
+def stage_speeds(cfg, ckpts: dict[str, Path], device: torch.device, frames: int) -> dict[str, dict]:
+    """Each stage alone on the same decoded frames; model loading and the first batch's warm-up not timed."""
+    info = probe(CLIP)
+    items = [Item(it.index, it.pts, it.tb, it.image.astype(np.float32) / 255) for _, it in
+             zip(range(frames), timed_frames(CLIP, info, Fraction(24), frames))]
+    speeds = {}
+    for stage in build_stages(cfg, list(STAGE_TASKS), ckpts, device, False):
+        with torch.inference_mode():
+            list(stage(iter(items[:2])))  # warm-up: allocator, oneDNN kernel choice
+            start = time.perf_counter()
+            out = list(stage(iter(items)))
+            seconds = time.perf_counter() - start
+        h, w = items[0].image.shape[:2]
+        speeds[stage.name] = {"input_frames_per_s": round(len(items) / seconds, 3),
+                              "output_frames_per_s": round(len(out) / seconds, 3),
+                              "input_size": [w, h], "output_size": [out[0].image.shape[1], out[0].image.shape[0]],
+                              "frames": len(items), "seconds": round(seconds, 2)}
+        print(f"{stage.name:12s} {speeds[stage.name]['input_frames_per_s']:8.2f} input frames/s at {w}x{h}", flush=True)
+    return speeds
+
+
+def whole_pipeline(order: list[str], ckpts: dict[str, Path], device: str, frames: int) -> dict:
+    output = SCRATCH / f"newsreel_{'_'.join(order)}.mp4"
+    overrides = ["pipeline=film", f"device={device}", f"input={CLIP}", f"output={output}",
+                 f"pipeline.order=[{','.join(order)}]", f"pipeline.max_frames={frames}", "pipeline.resume=false",
+                 *(f"stages.{name}.ckpt={path}" for name, path in ckpts.items())]
+    start = time.perf_counter()
+    run_pipeline(_compose("infer", overrides))
+    seconds = time.perf_counter() - start
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        n = sum(1 for _ in container.decode(video=0))
+        fps, size = float(stream.average_rate), [stream.codec_context.width, stream.codec_context.height]
+        duration = float(stream.duration * stream.time_base)
+    clip_fps = float(probe(CLIP).fps)
+    result = {"order": order, "input_frames": frames, "seconds": round(seconds, 1),
+              "input_frames_per_s": round(frames / seconds, 3), "output": str(output.relative_to(ROOT)),
+              "output_frames": n, "output_fps": round(fps, 3), "output_size": size,
+              "output_duration_s": round(duration, 4),
+              "input_duration_s": round(frames / clip_fps, 4),
+              "duration_within_one_frame": abs(duration - frames / clip_fps) <= 1 / clip_fps}
+    print(f"{' -> '.join(order)}: {frames} frames in {seconds:.1f} s -> {n} frames {size[0]}x{size[1]} "
+          f"at {fps:.2f} fps")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=8, help="frames per stage measurement")
+    parser.add_argument("--pipeline-frames", type=int, default=4, help="input frames of each whole-pipeline run")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if not CLIP.is_file():
+        sys.exit(f"skipped: needs {CLIP} (the shared footage beside the repo); not present here")
+    found = checkpoints()
+    ckpts = {stage: ROOT / c["ckpt"] for stage, c in found.items()}
+    cfg = _compose("infer", ["pipeline=film", f"device={args.device}"])
+    device = torch.device(args.device)
+    speeds = stage_speeds(cfg, ckpts, device, args.frames)
+    slowest = min(speeds, key=lambda s: speeds[s]["input_frames_per_s"])
+    runs = [whole_pipeline(order, ckpts, args.device, args.pipeline_frames)
+            for order in (["restore", "colorize", "upscale", "interpolate"],
+                          ["restore", "colorize", "interpolate", "upscale"])]
+    info = probe(CLIP)
+    report = {
+        "clip": str(CLIP.relative_to(ROOT.parent)), "clip_size": [info.size[1], info.size[0]],
+        "clip_fps": round(float(info.fps), 3), "device": args.device,
+        "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+        "checkpoints": found,
+        "stages": speeds,
+        "slowest_stage": slowest,
+        "definition": "input frames/s: clip frames (432x320) a stage consumes per second, alone, model loading and "
+                      "a warm-up batch excluded; interpolate makes 2 output frames per input frame",
+        "whole_pipeline": runs,
+        "cheaper_order": min(runs, key=lambda r: r["seconds"])["order"],
+    }
+    atomic_write_bytes(OUT, (json.dumps(report, indent=2) + "\n").encode())
+    print(f"slowest stage: {slowest}; wrote {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

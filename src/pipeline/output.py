@@ -1,0 +1,207 @@
+"""The finished film from its segments: one encode (H.264 with a CRF, lossless FFV1, or PNG frames) with the
+input's audio carried over, written to a temp name and renamed only when complete; optionally a before | after
+video, and a contact sheet of a few frames (input | output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from restoregan.atomic import atomic_write, atomic_write_bytes
+from restoregan.data.io import write_image
+from restoregan.data.video import VideoWriter, container_for, copy_audio, has_audio, iter_frames
+from restoregan.pipeline.segments import Segment, WorkDir
+from restoregan.training.grid import save_grid
+
+FORMATS = ("h264", "ffv1", "png")
+OutFrame = tuple[int, int, Fraction, np.ndarray]  # (input index, pts, time base, (H, W, 3) uint8)
+
+
+def output_format(output: Path, fmt: str) -> str:
+    """h264 | ffv1 | png for `pipeline.format` (auto: .mp4/.mov/.m4v -> h264, .mkv -> ffv1, no suffix -> png)."""
+    suffix = output.suffix.lower()
+    if fmt == "auto":
+        if not suffix:
+            return "png"
+        fmt = "ffv1" if suffix == ".mkv" else "h264"
+    if fmt not in FORMATS:
+        raise ValueError(f"pipeline.format={fmt}: must be auto, {', '.join(FORMATS)}")
+    if fmt == "png":
+        if suffix:
+            raise ValueError(f"{output}: PNG frames go to a folder; give an output without a suffix")
+        return fmt
+    container_for(output)  # a suffix we can write
+    if fmt == "ffv1" and suffix != ".mkv":
+        raise ValueError(f"{output}: FFV1 (lossless) needs a Matroska file; name it .mkv")
+    return fmt
+
+
+@dataclass
+class Sinks:
+    """Where the frames go; `side_by_side` and `contact` are None when not asked for."""
+
+    output: Path
+    fmt: str
+    side_by_side: Path | None
+    contact: Path | None
+
+
+def sink_paths(output: Path, fmt: str, side_by_side: bool, contact_frames: int) -> Sinks:
+    stem = output.name if fmt == "png" else output.stem
+    return Sinks(
+        output,
+        fmt,
+        output.with_name(f"{stem}_side_by_side.mp4") if side_by_side else None,
+        output.with_name(f"{stem}_contact.png") if contact_frames > 0 else None,
+    )
+
+
+def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """An input frame (uint8) at the output's size (bicubic), for comparisons."""
+    if img.shape[:2] == (h, w):
+        return img
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+class _InputFrames:
+    """Input frames by index, decoded again in one forward pass (indices asked in increasing order)."""
+
+    def __init__(self, source: Path) -> None:
+        self.frames, self.current = iter_frames(source), None
+
+    def get(self, index: int) -> np.ndarray:
+        while self.current is None or self.current.index < index:
+            self.current = next(self.frames)
+        return np.round(self.current.image * 255).astype(np.uint8)
+
+
+def assemble(
+    work: WorkDir,
+    segments: list[Segment],
+    sinks: Sinks,
+    source: Path,
+    rate: Fraction,
+    crf: int,
+    pix_fmt: str,
+    audio: bool,
+    audio_end: float | None,
+    contact_frames: int,
+    contact_side: int,
+) -> list[Path]:
+    """Encode every segment's frames in order into the outputs (see module docstring); returns them."""
+    total = sum(len(s.items) for s in segments)
+    n_input = segments[-1].end
+    sheet_at = set(np.linspace(0, n_input - 1, min(contact_frames, n_input)).round().astype(int).tolist())
+    sheet_rows: list = []
+    carry_audio = audio and has_audio(source)
+
+    def frames() -> Iterator[OutFrame]:
+        with tqdm(total=total, desc=f"encoding {sinks.output.name}", unit="frame") as bar:
+            for segment in segments:
+                for index, pts, img in work.frames(segment):
+                    yield index, pts, segment.time_base, img
+                    bar.update(1)
+
+    def compare(stream: Iterator[OutFrame]) -> Iterator[OutFrame]:
+        """Pass frames through, writing the side-by-side video and collecting contact-sheet rows on the way."""
+        inputs = _InputFrames(source) if sinks.side_by_side or sheet_at else None
+        sbs: VideoWriter | None = None
+        sbs_tmp = None
+        try:
+            if sinks.side_by_side:
+                sbs_tmp = _temp_beside(sinks.side_by_side)
+                sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4")
+            for index, pts, tb, img in stream:
+                before = None
+                if sbs is not None or index in sheet_at:
+                    before = _fit(inputs.get(index), *img.shape[:2])
+                if sbs is not None:
+                    sbs.write(np.concatenate([before, img], axis=1), pts, tb)
+                if index in sheet_at:
+                    sheet_at.discard(index)  # the first output frame of that input frame
+                    sheet_rows.append([(f"frame {index} input", _chw(before)), ("output", _chw(img))])
+                yield index, pts, tb, img
+            if sbs is not None:
+                sbs.close()
+                sbs = None
+                os.replace(sbs_tmp, sinks.side_by_side)
+        finally:
+            if sbs is not None:
+                sbs.close()
+            if sbs_tmp is not None and Path(sbs_tmp).exists():
+                Path(sbs_tmp).unlink()
+
+    written = [sinks.output]
+    if sinks.fmt == "png":
+        _write_png_folder(sinks.output, compare(frames()), rate, source if carry_audio else None, audio_end)
+    else:
+        codec = "ffv1" if sinks.fmt == "ffv1" else "libx264"
+
+        def encode(tmp: str) -> None:
+            quality = crf if codec == "libx264" else None
+            writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
+                                 source if carry_audio else None, audio_end)
+            try:
+                for _, pts, tb, img in compare(frames()):
+                    writer.write(img, pts, tb)
+            finally:
+                writer.close()
+
+        atomic_write(sinks.output, encode)
+    if sinks.side_by_side:
+        written.append(sinks.side_by_side)
+    if sinks.contact and sheet_rows:
+        save_grid(sheet_rows, sinks.contact, max_side=contact_side)
+        written.append(sinks.contact)
+    return written
+
+
+def _chw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
+
+
+def _temp_beside(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
+def _write_png_folder(
+    folder: Path, frames: Iterator[OutFrame], rate: Fraction, audio_from: Path | None,
+    audio_end: float | None,
+) -> None:
+    """Numbered PNGs, frames.json (each frame's time) and audio.mka (the input's sound, when it has one), built
+    in a temp folder beside `folder` and renamed onto it when complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        times = []
+        for n, (index, pts, tb, img) in enumerate(frames):
+            write_image(tmp / f"{n:06d}.png", img.astype(np.float32) / 255.0)
+            times.append({"file": f"{n:06d}.png", "input_frame": index, "pts": pts, "time": float(pts * tb)})
+        info = {"fps": str(rate), "time_base": str(tb) if times else None, "frames": times}
+        atomic_write_bytes(tmp / "frames.json", (json.dumps(info, indent=1) + "\n").encode())
+        if audio_from is not None:
+            copy_audio(audio_from, tmp / "audio.mka", audio_end)
+        old = None
+        if folder.exists():  # a previous result: swapped out, then removed
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
