@@ -118,6 +118,8 @@ def evaluate_hint(task: str, scale: int) -> str:
         return f"hr_dir={sets}/x{scale}/HR lr_dir={sets}/x{scale}/LR scale={scale}"
     if task == "interp":
         return "input=VIDEO_OR_FRAME_DIR"
+    if task == "restore":
+        return "hr_dir=CLEAN_IMAGES_DIR"
     return "hr_dir=COLOUR_PHOTOS_DIR"
 
 
