@@ -26,3 +26,14 @@ def set5_x4() -> Path:
 @pytest.fixture
 def set14_x4() -> Path:
     return shared_path("benchmarks", "Set14", "x4")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs/ folder holding a tiny untrained export of every task (pipeline tests; one per test module)."""
+    from pipeline_utils import make_export
+
+    runs = tmp_path_factory.mktemp("runs")
+    for task in ("restore", "colorize", "sr", "interp"):
+        make_export(runs, f"tiny_{task}", task)
+    return runs

@@ -19,18 +19,10 @@ import pytest
 
 from conftest import ROOT
 from interp_utils import clip_with_cut
-from pipeline_utils import frame_hashes, make_export, moving_clip, run_infer, streams, write_clip
+from pipeline_utils import frame_hashes, moving_clip, run_infer, streams, write_clip
 from restoregan.pipeline.segments import WorkDir
 
 STATEFUL = "pipeline.order=[colorize,upscale,interpolate]"  # the stages whose state crosses segments
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    for task in ("restore", "colorize", "sr", "interp"):
-        make_export(runs, f"tiny_{task}", task)
-    return runs
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,6 @@ from restoregan.pipeline.segments import run_chain, stage_windows
 from restoregan.pipeline.stages import ImageStage, InterpolateStage, Item
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    for task in ("restore", "colorize", "sr", "interp"):
-        make_export(runs, f"tiny_{task}", task)
-    return runs
-
-
 def _items(frames: list[np.ndarray], tb: Fraction = Fraction(1, 12)) -> list[Item]:
     return [Item(i, i, tb, img) for i, img in enumerate(frames)]
 

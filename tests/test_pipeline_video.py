@@ -15,18 +15,10 @@ from PIL import Image
 
 from conftest import shared_path
 from interp_utils import read_back
-from pipeline_utils import make_export, moving_clip, run_infer, streams, write_clip
+from pipeline_utils import moving_clip, run_infer, streams, write_clip
 from restoregan.data.io import read_image
 from restoregan.data.video import VideoWriter, container_for
 from restoregan.evaluation.run import load_models
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    for task in ("restore", "colorize", "sr", "interp"):
-        make_export(runs, f"tiny_{task}", task)
-    return runs
 
 
 def _args(runs: Path, clip: Path, out: Path, *extra: str) -> list[str]:
