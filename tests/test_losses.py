@@ -238,7 +238,8 @@ def test_weighted_sum() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "conf" / "loss").glob("*.yaml")), ids=lambda p: p.stem)
 def test_loss_config(path: Path) -> None:
     """Each loss config builds (random VGG) and gives finite values; its adversarial term fits the interface."""
-    cfg = OmegaConf.create({"pretrained_backbones": False, "loss": OmegaConf.load(path)}).loss
+    # the keys loss configs interpolate from train.yaml (colour-space losses follow the colorization task's)
+    cfg = OmegaConf.create({"pretrained_backbones": False, "task": {"color_space": "yuv"}, "loss": OmegaConf.load(path)}).loss
     assert set(cfg) == {"pretrain", "content", "adversarial"}
     pred, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     for stage in ("pretrain", "content"):
