@@ -5,7 +5,7 @@ color.CHROMA_SCALE); the caller recombines it with the luminance, so the output 
 
 - encoder: ResNet18/34 (ImageNet weights through restoregan.pretrained, or random with pretrained=false),
   fed the luminance replicated to three channels and ImageNet-normalised; taps at 1/2, 1/4, 1/8, 1/16, 1/32;
-- decoder: five x2 steps (bilinear, then spectrally normalised 3x3 convs) with the encoder skips, SAGAN
+- decoder: five x2 steps (bilinear, then 3x3 convs, spectral- and/or batch-normalised) with the encoder skips, SAGAN
   self-attention after the first step (1/16 resolution, where it is cheap and sees the whole image);
 - head: the full-resolution luminance joins before the last convs; the last conv starts at zero, so an
   untrained model outputs grey rather than random colours.
@@ -33,8 +33,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ENCODER_CHANNELS = (64, 64, 128, 256, 512)  # ResNet18/34 at 1/2 (stem), 1/4, 1/8, 1/16, 1/32
 
 
-def sn_conv(c_in: int, c_out: int, k: int = 3) -> nn.Module:
-    return spectral_norm(nn.Conv2d(c_in, c_out, k, 1, k // 2))
+def conv3(c_in: int, c_out: int, sn: bool = True) -> nn.Module:
+    conv = nn.Conv2d(c_in, c_out, 3, 1, 1)
+    return spectral_norm(conv) if sn else conv
 
 
 class SelfAttention(nn.Module):
@@ -57,17 +58,20 @@ class SelfAttention(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """x2 bilinear, concatenate the skip, two spectrally normalised 3x3 convs."""
+    """x2 bilinear, concatenate the skip, two 3x3 convs + ReLU: spectrally normalised (GAN-stable) and/or
+    batch-normalised (trains faster from scratch)."""
 
-    def __init__(self, c_in: int, c_skip: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_skip: int, c_out: int, sn: bool = True, batch_norm: bool = False) -> None:
         super().__init__()
-        self.conv1 = sn_conv(c_in + c_skip, c_out)
-        self.conv2 = sn_conv(c_out, c_out)
+        self.conv1 = conv3(c_in + c_skip, c_out, sn)
+        self.conv2 = conv3(c_out, c_out, sn)
+        self.norm1 = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+        self.norm2 = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        x = F.relu(self.conv1(torch.cat([x, skip], dim=1)))
-        return F.relu(self.conv2(x))
+        x = F.relu(self.norm1(self.conv1(torch.cat([x, skip], dim=1))))
+        return F.relu(self.norm2(self.conv2(x)))
 
 
 class ColorizeUNet(nn.Module):
@@ -78,7 +82,10 @@ class ColorizeUNet(nn.Module):
         decoder_channels: Sequence[int] = (512, 256, 128, 64, 32),
         attention: bool = True,
         num_out_ch: int = 2,
+        spectral_norm: bool = True,
+        batch_norm: bool = False,
     ) -> None:
+        """spectral_norm / batch_norm: of the decoder convs (the encoder is a stock ResNet)."""
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"ColorizeUNet: encoder must be one of {sorted(ENCODERS)}, got {encoder!r}")
@@ -98,10 +105,12 @@ class ColorizeUNet(nn.Module):
         d = list(decoder_channels)
         skips = ENCODER_CHANNELS[3::-1]  # layer3, layer2, layer1, stem
         ins = [ENCODER_CHANNELS[4], *d[:3]]
-        self.up = nn.ModuleList(UpBlock(c_in, c_skip, c_out) for c_in, c_skip, c_out in zip(ins, skips, d[:4]))
+        self.up = nn.ModuleList(
+            UpBlock(c_in, c_skip, c_out, spectral_norm, batch_norm) for c_in, c_skip, c_out in zip(ins, skips, d[:4])
+        )
         self.attention = SelfAttention(d[0]) if attention else nn.Identity()
         # full resolution: the luminance itself is the last skip
-        self.up_full = UpBlock(d[3], 1, d[4])
+        self.up_full = UpBlock(d[3], 1, d[4], spectral_norm, batch_norm)
         self.head = nn.Conv2d(d[4], num_out_ch, 3, 1, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
