@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from conftest import ROOT, shared_path
@@ -21,6 +19,8 @@ from restoregan.evaluation.run import evaluate
 from restoregan.gans.checkpoint import save_export
 from restoregan.gans.colorize_unet import ColorizeUNet
 from restoregan.inference.temporal import ChromaStabilizer, FlickerMeter, Motion
+from cli_utils import compose_conf, infer_in_process, photo_folder
+
 
 ARCH = {"_target_": "restoregan.gans.colorize_unet.ColorizeUNet", "encoder": "resnet18", "pretrained": False,
         "decoder_channels": [16, 16, 16, 8, 8], "attention": True}
@@ -36,31 +36,10 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_export(path, net, ARCH, {"task": "colorize", "scale": 1, "color_space": "yuv", "render_size": 64})
 
 
-def _cfg(name: str, overrides: list[str]):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
-def _photos(folder: Path, n: int = 2) -> Path:
-    import skimage.data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate([skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()][:n]):
-        Image.fromarray(img[::4, ::4]).save(folder / f"photo{i}.png")
-    return folder
-
-
-def _infer(overrides: list[str]) -> list[Path]:
-    spec = importlib.util.spec_from_file_location("infer_script", ROOT / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.infer(_cfg("infer", overrides + ["device=cpu"]))
-
-
 def test_evaluate_reports_model_and_grey_baseline(model: Path, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos")
+    photos = photo_folder(tmp_path / "photos")
     out = tmp_path / "eval"
-    report = evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={out}", "device=cpu"]))
+    report = evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={out}", "device=cpu"]))
     assert json.loads((out / "metrics.json").read_text()) == report
     assert (out / "metrics.md").read_text().count("|") > 10 and (out / "comparison.png").exists()
     assert set(report["methods"]) == {"grey", "generator"}
@@ -79,15 +58,15 @@ def test_evaluate_skips_grey_references_and_rejects_a_grey_only_folder(model: Pa
     folder.mkdir()
     Image.fromarray(np.full((32, 32), 128, np.uint8)).save(folder / "flat.png")
     with pytest.raises(ValueError, match="only grey images"):
-        evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu"]))
-    _photos(folder, 1)
-    report = evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu"]))
+        evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu"]))
+    photo_folder(folder, 1)
+    report = evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu"]))
     assert report["skipped_grey_images"] == ["flat.png"] and len(report["methods"]["grey"]["images"]) == 1
 
 
 def test_colour_input_is_accepted_and_its_luminance_kept(model: Path, tmp_path: Path) -> None:
-    photo = _photos(tmp_path / "in", 1) / "photo0.png"  # already colour: only its luminance is used
-    (out_path,) = _infer([f"ckpt={model}", f"input={photo}", f"output={tmp_path / 'out'}"])
+    photo = photo_folder(tmp_path / "in", 1) / "photo0.png"  # already colour: only its luminance is used
+    (out_path,) = infer_in_process([f"ckpt={model}", f"input={photo}", f"output={tmp_path / 'out'}"])
     assert out_path == tmp_path / "out" / "photo0_color.png"
     src, out = to_tensor(read_image(photo))[None], to_tensor(read_image(out_path))[None]
     assert (out - out.mean(1, keepdim=True)).abs().max() > 0.05
@@ -119,7 +98,7 @@ def _frames(folder: Path, n: int = 4) -> Path:
 
 def test_frame_folder_gets_frames_contact_sheet_and_stability_report(model: Path, tmp_path: Path) -> None:
     frames = _frames(tmp_path / "film")
-    written = _infer([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}"])
+    written = infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}"])
     assert len(written) == 4 + 2
     assert sorted(p.name for p in (tmp_path / "out" / "film_color").iterdir()) == ["1.png", "2.png", "3.png", "4.png"]
     report = json.loads((tmp_path / "out" / "film_stability.json").read_text())
@@ -142,7 +121,7 @@ def test_video_file_is_coloured_to_a_video(model: Path, tmp_path: Path) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    written = _infer([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}", "colorize.max_frames=3"])
+    written = infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}", "colorize.max_frames=3"])
     assert [p.name for p in written] == ["clip_color.mp4", "clip_contact.png", "clip_stability.json"]
     def times(path: Path) -> list[float]:
         with av.open(str(path)) as c:
@@ -178,6 +157,6 @@ def test_stabiliser_lowers_flicker_but_not_across_a_cut() -> None:
 
 def test_real_film_frames_keep_their_luminance(model: Path, tmp_path: Path) -> None:
     frames = shared_path("footage", "old_film_frames_001")
-    _infer([f"ckpt={model}", f"input={frames}", f"output={tmp_path}", "colorize.max_frames=3"])
+    infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path}", "colorize.max_frames=3"])
     report = json.loads((tmp_path / "old_film_frames_001_stability.json").read_text())
     assert report["max_luminance_diff_8bit"] <= 1.0 and report["frames"] == 3

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from conftest import ROOT, shared_path
 from interp_utils import clip_with_cut, read_back, scene, write_folder, write_video
 from restoregan.evaluation.run import evaluate
 from restoregan.gans.checkpoint import save_export
 from restoregan.gans.interp_net import InterpolationNet
-from restoregan.inference.tiled import resolve_device
+from cli_utils import compose_conf, infer_in_process
+
 
 
 @pytest.fixture(scope="module")
@@ -34,25 +33,10 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_export(base, net, arch, {"task": "interp", "scale": 1})
 
 
-def _cfg(name: str, overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
-def _infer(overrides: list[str]) -> list[Path]:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("infer_script", ROOT / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with torch.no_grad():
-        return module.infer(_cfg("infer", overrides))
-
-
 def test_evaluate_reports_model_and_baselines_skipping_the_cut(model_path: Path, tmp_path: Path) -> None:
     video = write_video(tmp_path / "cut.mp4", clip_with_cut(6, 6))
     out = tmp_path / "eval"
-    report = evaluate(_cfg("evaluate", [f"ckpt={model_path}", f"input={video}", f"out_dir={out}", "lpips=false"]))
+    report = evaluate(compose_conf("evaluate", [f"ckpt={model_path}", f"input={video}", f"out_dir={out}", "lpips=false"]))
     # 12 frames -> 10 triplets, 2 of which span the cut before frame 6
     assert report["triplets"] == 8 and report["triplets_skipped_scene_cut"] == 2
     assert report["scene_cuts_before"] == ["frame_000006"] and report["step"] == 1
@@ -71,7 +55,7 @@ def test_evaluate_step_and_duplicates(model_path: Path, tmp_path: Path) -> None:
     frames = scene(9)
     frames = frames[:3] + [frames[2]] + frames[3:]  # a pulldown-style repeat of frame 2
     folder = write_folder(tmp_path / "frames", frames)
-    cfg = _cfg("evaluate", [f"ckpt={model_path}", f"input={folder}", f"out_dir={tmp_path / 'e'}", "lpips=false",
+    cfg = compose_conf("evaluate", [f"ckpt={model_path}", f"input={folder}", f"out_dir={tmp_path / 'e'}", "lpips=false",
                             "interp.step=2", "interp.drop_duplicates=true"])
     report = evaluate(cfg)
     assert report["duplicates_dropped"] == 1 and report["frames"] == 9
@@ -82,14 +66,14 @@ def test_evaluate_step_and_duplicates(model_path: Path, tmp_path: Path) -> None:
 
 def test_baseline_only_interp_report(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "frames", scene(5))
-    report = evaluate(_cfg("evaluate", ["task=interp", f"input={folder}", f"out_dir={tmp_path / 'e'}", "lpips=false"]))
+    report = evaluate(compose_conf("evaluate", ["task=interp", f"input={folder}", f"out_dir={tmp_path / 'e'}", "lpips=false"]))
     assert list(report["methods"]) == ["repeat", "blend"]
 
 
 def test_x2_video_keeps_timestamps_and_duration(model_path: Path, tmp_path: Path) -> None:
     frames = scene(10)
     video = write_video(tmp_path / "in.mp4", frames, fps=12)
-    (out,) = _infer([f"ckpt={model_path}", f"input={video}", f"output={tmp_path / 'out'}", "device=cpu",
+    (out,) = infer_in_process([f"ckpt={model_path}", f"input={video}", f"output={tmp_path / 'out'}", "device=cpu",
                      "interp.crf=0", "interp.pix_fmt=yuv444p"])
     assert out == tmp_path / "out" / "in_x2.mp4"
     got, times, duration = read_back(out)
@@ -105,7 +89,7 @@ def test_x2_video_keeps_timestamps_and_duration(model_path: Path, tmp_path: Path
 def test_no_blending_across_a_scene_cut(model_path: Path, tmp_path: Path) -> None:
     frames = clip_with_cut(4, 4)
     video = write_video(tmp_path / "cut.mp4", frames)
-    (out,) = _infer([f"ckpt={model_path}", f"input={video}", f"output={tmp_path}/o", "device=cpu",
+    (out,) = infer_in_process([f"ckpt={model_path}", f"input={video}", f"output={tmp_path}/o", "device=cpu",
                      "interp.factor=4", "interp.crf=0", "interp.pix_fmt=yuv444p"])
     got, _, _ = read_back(out)
     assert len(got) == 4 * 8
@@ -116,7 +100,7 @@ def test_no_blending_across_a_scene_cut(model_path: Path, tmp_path: Path) -> Non
 
 def test_frame_folder_and_target_fps(model_path: Path, tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "frames", scene(6))
-    written = _infer([f"ckpt={model_path}", f"input={folder}", f"output={tmp_path / 'o'}", "device=cpu",
+    written = infer_in_process([f"ckpt={model_path}", f"input={folder}", f"output={tmp_path / 'o'}", "device=cpu",
                       "interp.fps=60", "interp.input_fps=24", "interp.write_video=true"])
     video, frames_dir = written
     assert frames_dir == tmp_path / "o" / "frames_60fps" and video.suffix == ".mp4"
@@ -140,7 +124,7 @@ def test_infer_errors_are_one_line(model_path: Path, tmp_path: Path) -> None:
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: {path}") and expected in last, proc.stderr[-500:]
     with pytest.raises(ValueError, match="factor=1"):
-        _infer([f"ckpt={model_path}", f"input={one}", f"output={tmp_path / 'o'}", "interp.factor=1"])
+        infer_in_process([f"ckpt={model_path}", f"input={one}", f"output={tmp_path / 'o'}", "interp.factor=1"])
 
 
 @pytest.mark.data

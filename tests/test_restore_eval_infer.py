@@ -3,7 +3,6 @@ PSNR, frame folders and video with timestamps kept, one-line errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,9 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from conftest import ROOT
@@ -25,6 +22,8 @@ from restoregan.evaluation.run import evaluate
 from restoregan.gans.checkpoint import load_generator, save_export
 from restoregan.gans.restore_unet import RestoreUNet
 from restoregan.training.task_restore import median3
+from cli_utils import compose_conf, infer_in_process, photo_folder
+
 
 ARCH = {"_target_": "restoregan.gans.restore_unet.RestoreUNet", "num_feat": 8, "num_levels": 2, "num_conv": 1}
 
@@ -39,31 +38,10 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_export(path, net, ARCH, {"task": "restore", "scale": 1, "grey": True})
 
 
-def _cfg(name: str, overrides: list[str]):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
-def _photos(folder: Path) -> Path:
-    import skimage.data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate([skimage.data.astronaut(), skimage.data.coffee()]):
-        Image.fromarray(img[::4, ::4]).save(folder / f"photo{i}.png")
-    return folder
-
-
-def _infer(overrides: list[str]) -> list[Path]:
-    spec = importlib.util.spec_from_file_location("infer_script", ROOT / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.infer(_cfg("infer", overrides + ["device=cpu"]))
-
-
 def test_evaluate_report_and_damaged_psnr_recomputed_independently(model: Path, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "clean")
+    photos = photo_folder(tmp_path / "clean")
     out = tmp_path / "eval"
-    report = evaluate(_cfg("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={out}", "device=cpu",
+    report = evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={out}", "device=cpu",
                                         "lpips=false", "restore.save_inputs=true", "restore.seed=5"]))
     assert json.loads((out / "metrics.json").read_text()) == report
     assert "| damaged |" in (out / "metrics.md").read_text() and (out / "comparison.png").stat().st_size > 0
@@ -81,15 +59,15 @@ def test_evaluate_report_and_damaged_psnr_recomputed_independently(model: Path, 
         median = peak_signal_noise_ratio(clean.astype(np.float64), median3(damaged).astype(np.float64), data_range=1.0)
         assert report["methods"]["median"]["images"][i]["psnr"] == pytest.approx(median, abs=1e-9)
         # the damage is the seeded film model's, reproducible outside evaluate.py
-        damage = instantiate(_cfg("evaluate", []).restore.damage)
+        damage = instantiate(compose_conf("evaluate", []).restore.damage)
         again, _ = damaged_pair(read_image(photos / f"{name}.png"), np.random.default_rng([5, i]), damage, True)
         assert np.array_equal(np.round(again * 255), np.round(damaged * 255))
     assert report["methods"]["generator"]["psnr"] != report["methods"]["damaged"]["psnr"]
 
 
 def test_baseline_only_report_needs_the_task(tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "clean")
-    report = evaluate(_cfg("evaluate", ["task=restore", f"hr_dir={photos}", f"out_dir={tmp_path / 'e'}",
+    photos = photo_folder(tmp_path / "clean")
+    report = evaluate(compose_conf("evaluate", ["task=restore", f"hr_dir={photos}", f"out_dir={tmp_path / 'e'}",
                                         "device=cpu", "lpips=false"]))
     assert list(report["methods"]) == ["damaged", "median"] and report["grey"] is True
 
@@ -105,7 +83,7 @@ def _frames(folder: Path, n: int = 3) -> Path:
 
 def test_frame_folder_is_restored_frame_by_frame(model: Path, tmp_path: Path) -> None:
     frames = _frames(tmp_path / "reel")
-    written = _infer([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}", "tile=16", "tile_overlap=32"])
+    written = infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}", "tile=16", "tile_overlap=32"])
     assert [p.name for p in written] == ["1_restored.png", "2_restored.png", "3_restored.png"]
     net = load_generator(model).net
     for src, dst in zip(sorted(frames.iterdir()), written):
@@ -121,7 +99,7 @@ def test_output_never_overwrites_an_input(model: Path, tmp_path: Path) -> None:
     write_image(frames / "a.png", np.zeros((16, 16, 3), np.float32))
     write_image(frames / "a_restored.png", np.zeros((16, 16, 3), np.float32))
     with pytest.raises(ValueError, match="overwrite an input"):
-        _infer([f"ckpt={model}", f"input={frames}", f"output={frames}"])
+        infer_in_process([f"ckpt={model}", f"input={frames}", f"output={frames}"])
 
 
 def _video(path: Path, n: int = 5) -> Path:
@@ -145,11 +123,11 @@ def _times(path: Path) -> list[float]:
 
 def test_video_is_restored_to_a_video_with_its_timestamps(model: Path, tmp_path: Path) -> None:
     video = _video(tmp_path / "clip.mp4")
-    (written,) = _infer([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}"])
+    (written,) = infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}"])
     assert written == tmp_path / "out" / "clip_restored.mp4"
     assert _times(written) == pytest.approx(_times(video))
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "temp file left behind"
-    (short,) = _infer([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'o2'}", "restore.max_frames=2"])
+    (short,) = infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'o2'}", "restore.max_frames=2"])
     assert _times(short) == pytest.approx(_times(video)[:2])
 
 
@@ -162,7 +140,7 @@ def test_non_image_is_rejected_in_one_line(model: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not an image")
-    folder = _photos(tmp_path / "clean")
+    folder = photo_folder(tmp_path / "clean")
     (folder / "readme.jpg").write_text("not a photo")
     proc = subprocess.run(
         [sys.executable, "evaluate.py", f"ckpt={model}", f"hr_dir={folder}", f"out_dir={tmp_path / 'e'}", "device=cpu",
