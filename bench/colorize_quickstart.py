@@ -14,16 +14,13 @@ is coloured by infer.py (contact sheets, flicker before/after stabilisation, lum
 from __future__ import annotations
 
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from training import machine, run, timed_training
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -34,36 +31,19 @@ HELD_OUT = {"skimage_val": "skimage:val", "Set5": SHARED / "benchmarks/Set5/x4/H
 FOOTAGE = ["old_film_frames_001", "old_film_frames_003", "a_bomb_blast_effects_part.mp4"]
 
 
-def run(args: list[str]) -> None:
-    print("$ python " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
-
-
 def main() -> None:
     skip_train = "--skip-train" in sys.argv
     extra = [a for a in sys.argv[1:] if a != "--skip-train"]
     train_args = ["train.py", "experiment=colorize_quickstart", "name=bench_colorize_quickstart", "overwrite=true",
                   "logger=csv", *extra]
     results_path = OUT / "colorize_quickstart.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if skip_train:
-        train_minutes = previous.get("train_wall_minutes")
-        train_cpu_minutes = previous.get("train_cpu_minutes")
-    else:
-        start = time.time()
-        run(train_args)
-        train_minutes = round((time.time() - start) / 60, 2)
-        child = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # CPU time of the training processes: on a shared 2-core machine wall time overstates the cost
-        train_cpu_minutes = round((child.ru_utime + child.ru_stime) / 60, 2)
+    train_minutes, train_cpu_minutes = timed_training(train_args, results_path, skip_train)
     model = RUN / "export" / "generator.safetensors"
     results: dict = {
         "command": "python " + " ".join(train_args),
         "train_wall_minutes": train_minutes,
         "train_cpu_minutes": train_cpu_minutes,
-        "machine": {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                    "load_average_after_training": [round(x, 2) for x in os.getloadavg()],
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine(),
         "held_out": {},
         "footage": {},
     }

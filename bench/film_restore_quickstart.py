@@ -14,16 +14,13 @@ are restored by infer.py for looking at (the side-by-side PNGs are written besid
 from __future__ import annotations
 
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from training import machine, run, timed_training
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -35,11 +32,6 @@ HELD_OUT = {"skimage_val": "skimage:val", "Set5": SHARED / "benchmarks/Set5/x4/H
 FOOTAGE = SHARED / "footage" / "old_film_frames_001"
 BAR_DB = 2.0
 TRAIN_MINUTES = 10
-
-
-def run(args: list[str]) -> None:
-    print("$ python " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
 
 
 def side_by_side(source: Path, restored: Path, out: Path) -> None:
@@ -58,25 +50,13 @@ def main() -> None:
     train_args = ["train.py", "experiment=film_restore_quickstart", "name=bench_film_restore_quickstart", "overwrite=true",
                   "logger=csv", *extra]
     results_path = OUT / "film_restore_quickstart.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if skip_train:
-        train_minutes = previous.get("train_wall_minutes")
-        train_cpu_minutes = previous.get("train_cpu_minutes")
-    else:
-        start = time.time()
-        run(train_args)
-        train_minutes = round((time.time() - start) / 60, 2)
-        child = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # CPU time of the training processes: on a shared 2-core machine wall time overstates the cost
-        train_cpu_minutes = round((child.ru_utime + child.ru_stime) / 60, 2)
+    train_minutes, train_cpu_minutes = timed_training(train_args, results_path, skip_train)
     model = RUN / "export" / "generator.safetensors"
     results: dict = {
         "command": "OMP_NUM_THREADS=1 python " + " ".join(train_args),
         "train_wall_minutes": train_minutes,
         "train_cpu_minutes": train_cpu_minutes,
-        "machine": {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                    "load_average_after_training": [round(x, 2) for x in os.getloadavg()],
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine(),
         "metric": "PSNR/SSIM on RGB of 8-bit images (grey references: every channel the grey level), no border crop",
         "held_out": {},
     }
