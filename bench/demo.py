@@ -1,4 +1,5 @@
-"""`make demo`: the whole story on a CPU in about 20 minutes, with the commands a user would type.
+"""`make demo`: the whole story on a CPU in about 10 minutes (8 after setup on an otherwise idle 2-core machine;
+16 when it is shared with other jobs), with the commands a user would type.
 
 1. Train the four CPU-sized models briefly, two at a time (one thread each): film restoration, colorization,
    super-resolution (x2) and frame interpolation. Each is the quickstart experiment with fewer iterations:
