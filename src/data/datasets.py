@@ -199,8 +199,12 @@ class HRImageDataset(Dataset):
             rng = np.random.default_rng([self.seed, index])  # same validation data on every run
             if self.crop_size:
                 hr = center_crop(hr, self.crop_size)
-        lq = self.degradation(np.ascontiguousarray(hr), rng)
-        return {"lq": to_tensor(np.clip(lq, 0, 1)), "gt": to_tensor(hr), "name": self.names[i]}
+        lq, gt = self._pair(np.ascontiguousarray(hr), rng)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": self.names[i]}
+
+    def _pair(self, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(input, target) made from one augmented image; tasks whose target also changes override this."""
+        return np.clip(self.degradation(hr, rng), 0, 1), hr
 
 
 class PairedImageDataset(Dataset):

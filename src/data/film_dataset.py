@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from restoregan.data.colorize_dataset import expand_sources, to_grey, with_optional
-from restoregan.data.datasets import HRImageDataset, center_crop
+from restoregan.data.datasets import HRImageDataset
 from restoregan.data.film_damage import FilmDamage
-from restoregan.data.io import quantize, to_tensor
+from restoregan.data.io import quantize
 
 
 def clean_reference(img: np.ndarray, grey: bool) -> np.ndarray:
@@ -56,16 +56,6 @@ class FilmDataset(HRImageDataset):
             hf_split=hf_split, hf_image_column=hf_image_column, cache=cache,
         )
 
-    def __getitem__(self, index: int) -> dict:
-        i = index % len(self.names)
-        img = self._read(i)
-        if self.train:
-            rng = self._random.get()
-            self._augment.set_random_seed(int(rng.integers(2**31)))
-            img = self._augment(image=img)["image"]
-        else:
-            rng = np.random.default_rng([self.seed, index])  # same validation damage on every run
-            if self.crop_size:
-                img = center_crop(img, self.crop_size)
-        lq, gt = damaged_pair(np.ascontiguousarray(img), rng, self.damage, self.grey)
-        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": self.names[i]}
+    def _pair(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        # gate weave moves the target with the damaged frame (FilmDamage.pair)
+        return damaged_pair(img, rng, self.damage, self.grey)

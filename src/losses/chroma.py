@@ -73,11 +73,12 @@ class RebalancedChromaL1Loss(nn.Module):
         if self.training:
             hist = torch.bincount(cells.flatten(), minlength=self.bins**2).to(self.freq.dtype)
             hist = hist / hist.sum()
+            # tensor ops only: no host sync in the training step on a GPU
             first = self.freq.sum() == 0
-            self.freq.copy_(hist if first else self.momentum * self.freq + (1 - self.momentum) * hist)
+            self.freq.copy_(torch.where(first, hist, self.momentum * self.freq + (1 - self.momentum) * hist))
         p = self.freq / self.freq.sum().clamp_min(1e-12)
-        seen = int((p > 0).sum())
-        w = 1.0 / ((1 - self.mix) * p + self.mix / max(seen, 1))
+        seen = (p > 0).sum().clamp_min(1)
+        w = 1.0 / ((1 - self.mix) * p + self.mix / seen)
         pixel_w = w[cells]
         return pixel_w / pixel_w.mean()
 
