@@ -63,3 +63,37 @@ def test_decoder_norm_options() -> None:
     assert not any(k.endswith("weight_orig") and k.startswith("up") for k in keys)
     out = bn.train()(torch.rand(2, 1, 40, 72))
     assert out.shape == (2, 2, 40, 72) and torch.count_nonzero(out) == 0  # still starts grey
+
+
+def test_ciede2000_matches_sharma_table_and_skimage() -> None:
+    """The differentiable CIEDE2000 against Sharma et al. 2005's published test pairs and skimage's numpy version."""
+    import numpy as np
+    from kornia.color import rgb_to_lab
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from restoregan.losses.delta_e import DeltaE2000Loss, ciede2000
+
+    sharma = [  # (Lab 1, Lab 2, published delta E 2000), pairs 1, 2, 3 and 7 of the paper's table
+        ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+        ((50.0, 3.1571, -77.2803), (50.0, 0.0, -82.7485), 2.8615),
+        ((50.0, 2.8361, -74.0200), (50.0, 0.0, -82.7485), 3.4412),
+        ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+    ]
+    for lab1, lab2, published in sharma:
+        got = ciede2000(torch.tensor(lab1, dtype=torch.float64), torch.tensor(lab2, dtype=torch.float64), dim=0, eps=0)
+        assert abs(float(got) - published) < 1e-4
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 24, 24)), rng.random((3, 24, 24))
+    a[:, :4] = 0.5  # grey pixels: hue undefined
+    b[:, :2] = a[:, :2]  # identical pixels: difference 0
+    ref = deltaE_ciede2000(rgb2lab(a.transpose(1, 2, 0)), rgb2lab(b.transpose(1, 2, 0)))
+    ours = ciede2000(rgb_to_lab(torch.tensor(a)[None]), rgb_to_lab(torch.tensor(b)[None]), eps=0)[0].numpy()
+    assert np.abs(ours - ref).max() < 1e-6
+    # as a loss: the mean over pixels / scale, with finite gradients even where both images are grey and equal
+    pred = torch.tensor(a, dtype=torch.float32)[None].requires_grad_(True)
+    loss = DeltaE2000Loss(scale=10.0)(pred, torch.tensor(a, dtype=torch.float32)[None])
+    loss.backward()
+    assert float(loss) < 1e-3 and torch.isfinite(pred.grad).all()
+    assert torch.isclose(DeltaE2000Loss(scale=10.0)(torch.tensor(b, dtype=torch.float32)[None],
+                                                    torch.tensor(a, dtype=torch.float32)[None]),
+                         torch.tensor(ref.mean() / 10.0, dtype=torch.float32), rtol=1e-4)
