@@ -29,8 +29,13 @@ class WeightedSum(nn.Module):
         values = {}
         for name, fn in self.fns.items():
             value = fn(pred, target)
-            if not torch.isfinite(value).all():
-                raise FloatingPointError(f"loss term {name!r} ({type(fn).__name__}) is {value.item()}")
             total = total + self.weights[name] * value
             values[name] = value.detach()
+        # One check of the sum, not one per term: on a GPU each check waits for the device (a host sync), and a
+        # non-finite term makes the sum non-finite; only then are the terms looked at, to name the culprit.
+        if not torch.isfinite(total):
+            for name, value in values.items():
+                if not torch.isfinite(value).all():
+                    raise FloatingPointError(f"loss term {name!r} ({type(self.fns[name]).__name__}) is {value.item()}")
+            raise FloatingPointError(f"the weighted loss sum is {total.item()} (every term is finite: overflow)")
         return total, values

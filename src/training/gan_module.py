@@ -67,6 +67,10 @@ class GANModule(pl.LightningModule):
         self.content_loss = content_loss
         self.adversarial_loss = adversarial_loss
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        # A host copy of `iteration`: reading the buffer on a GPU (int(tensor)) waits for the device, several
+        # times a step; this one is synced from the buffer once when training starts (after a resume's load).
+        self._iteration_host: int | None = None
+        self.register_load_state_dict_post_hook(_forget_host_iteration)
 
     # --- phases ---------------------------------------------------------------------------------------
     G_PRETRAIN, D_PRETRAIN, GAN = 1, 2, 3
@@ -77,10 +81,19 @@ class GANModule(pl.LightningModule):
 
     @property
     def phase(self) -> int:
-        it, pre = int(self.iteration), self.hparams.pretrain_iters
+        it, pre = self._iter, self.hparams.pretrain_iters
         if not self.has_gan or it < pre:
             return self.G_PRETRAIN
         return self.D_PRETRAIN if it < pre + self.hparams.d_pretrain_iters else self.GAN
+
+    @property
+    def _iter(self) -> int:
+        if self._iteration_host is None:
+            self._iteration_host = int(self.iteration)
+        return self._iteration_host
+
+    def on_train_start(self) -> None:
+        self._iteration_host = int(self.iteration)  # a resumed run's loaded value
 
     @property
     def gan_active(self) -> bool:
@@ -127,9 +140,10 @@ class GANModule(pl.LightningModule):
         for sched in self._schedulers():
             sched.step()
         if self.net_g_ema is not None and phase != self.D_PRETRAIN:
-            update_ema(self.net_g_ema, self.net_g, warmup_decay(self.hparams.ema_decay, int(self.iteration)))
+            update_ema(self.net_g_ema, self.net_g, warmup_decay(self.hparams.ema_decay, self._iter))
         self.log("train/phase", float(phase))
         self.iteration += 1
+        self._iteration_host = self._iter + 1
 
     def _train_d(self, opt_d: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> None:
         # --- discriminator ---
@@ -226,6 +240,10 @@ class GANModule(pl.LightningModule):
         }
 
 
+
+
+def _forget_host_iteration(module: GANModule, incompatible_keys: Any) -> None:
+    module._iteration_host = None  # the buffer was just loaded (a resume); re-read it when next needed
 
 
 def task_meta(task: Any) -> dict:
