@@ -26,6 +26,14 @@ from restoregan.data.io import ImageReadError, from_pil, list_images, read_image
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
+# Sources read as a stream by restoregan.data.shards.StreamingDataset rather than indexed: tar shards, and
+# Hugging Face datasets too large to download ("hf-stream:" = load_dataset(..., streaming=True)).
+STREAM_PREFIXES = ("shards:", "hf-stream:")
+
+
+def is_streamed(source: object) -> bool:
+    return isinstance(source, str) and source.startswith(STREAM_PREFIXES)
+
 SKIMAGE_DIR = Path(skimage.__file__).parent / "data"
 # The real colour photographs shipped in the scikit-image wheel. Grey photos (camera, moon, brick, ...),
 # charts, logos, synthetic phantoms and tiny images are left out. The two motorcycle views are a stereo pair,
@@ -81,15 +89,27 @@ class _ProcessRandom:
     def get(self) -> np.random.Generator:
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self.rng = np.random.default_rng(torch.initial_seed() % 2**63)
+            seed = torch.initial_seed() % 2**63
+            # DDP ranks share the global seed; with num_workers=0 they would draw identical crops and damage (on
+            # different images). Rank 0 keeps the single-process stream, so one-process runs are unchanged.
+            rank = _global_rank()
+            self.rng = np.random.default_rng(seed if rank == 0 else np.random.SeedSequence([seed, rank]))
         return self.rng
+
+
+def _global_rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", 0))
 
 
 class HRImageDataset(Dataset):
     """Clean images degraded on the fly into (lq, gt) pairs.
 
     source: a folder, a list of image paths, "skimage" / "skimage:val" (the scikit-image photos), or
-    "hf:<dataset name or local imagefolder dir>" (Hugging Face `datasets`; `hf_split`, `hf_image_column`).
+    "hf:<dataset name or local imagefolder dir>" (Hugging Face `datasets`; `hf_split`, `hf_image_column`), or a
+    streamed one ("shards:<tar files>", "hf-stream:<dataset>"): then this object only turns images into items and
+    restoregan.data.shards.StreamingDataset (which SRDataModule wraps it in) reads them; it has no len().
     crop_size: HR patch size (a multiple of scale); None in validation means the whole mod-cropped image.
     repeat: how many times the image list is walked per epoch (small photo sets make short epochs).
     cache: keep decoded images in memory (per worker); for small sets, where decoding dominates the step.
@@ -115,9 +135,14 @@ class HRImageDataset(Dataset):
         self.degradation, self.scale, self.crop_size = degradation, scale, crop_size
         self.train, self.repeat, self.seed = train, repeat, seed
         self.hf = None
-        if isinstance(source, str) and source.startswith("hf:"):
+        self.stream: str | None = None
+        self.hf_split, self.hf_column = hf_split, hf_image_column
+        self._slot: tuple[np.ndarray, str] | None = None  # the streamed image being turned into an item
+        if is_streamed(source):
+            self.stream = str(source)
+            self.names, self.paths = [], []
+        elif isinstance(source, str) and source.startswith("hf:"):
             self.hf = self._load_hf(source[3:], hf_split)
-            self.hf_column = hf_image_column
             self.names = [f"{source}[{i}]" for i in range(len(self.hf))]
             self.paths: list[Path] = []
         else:
@@ -141,6 +166,11 @@ class HRImageDataset(Dataset):
         paths = [Path(p) for p in source]
         if not paths:
             raise ImageReadError("empty list of training images")
+        for p in source:
+            if is_streamed(str(p)):
+                raise ValueError(
+                    f"{p}: a streamed source cannot be combined with others in a list (set optional_sources=[])"
+                )
         for p in paths:
             if not p.is_file():
                 raise ImageReadError(f"{p}: no such file")
@@ -166,30 +196,38 @@ class HRImageDataset(Dataset):
                 )
 
     def __len__(self) -> int:
+        if self.stream is not None:
+            raise TypeError(
+                f"{self.stream}: a streamed source has no length; read it through "
+                "restoregan.data.shards.StreamingDataset (SRDataModule does)"
+            )
         return len(self.names) * self.repeat
 
     def _read(self, i: int) -> np.ndarray:
-        if self._cache is None:
+        if self._cache is None or self._slot is not None:
             return self._decode(i)
         if i not in self._cache:
             self._cache[i] = self._decode(i)
         return self._cache[i]
 
     def _decode(self, i: int) -> np.ndarray:
-        if self.hf is None:
+        if self._slot is not None:
+            arr, name = self._slot
+        elif self.hf is None:
             return read_image(self.paths[i])
-        arr = from_pil(self.hf[i][self.hf_column])
+        else:
+            arr, name = from_pil(self.hf[i][self.hf_column]), self.names[i]
         h, w = arr.shape[0] - arr.shape[0] % self.scale, arr.shape[1] - arr.shape[1] % self.scale
         if self.crop_size and min(h, w) < self.crop_size:
-            # checked here, not at start-up: a hub dataset may be too large to decode every image up front
+            # checked here, not at start-up: a hub dataset or a stream may be too large to decode up front
             raise ImageReadError(
-                f"{self.names[i]}: image is {h}x{w} (after cropping to a multiple of scale {self.scale}), "
+                f"{name}: image is {h}x{w} (after cropping to a multiple of scale {self.scale}), "
                 f"smaller than the crop {self.crop_size}x{self.crop_size}"
             )
         return arr
 
     def __getitem__(self, index: int) -> dict:
-        i = index % len(self.names)
+        i = 0 if self._slot is not None else index % len(self.names)
         hr = mod_crop(self._read(i), self.scale)
         if self.train:
             rng = self._random.get()
@@ -200,7 +238,18 @@ class HRImageDataset(Dataset):
             if self.crop_size:
                 hr = center_crop(hr, self.crop_size)
         lq, gt = self._pair(np.ascontiguousarray(hr), rng)
-        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": self.names[i]}
+        name = self._slot[1] if self._slot is not None else self.names[i]
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": name}
+
+    def streamed_item(self, image: np.ndarray, name: str, index: int) -> dict:
+        """The item `self[index]` would be if its image were `image`: subclasses' __getitem__, _decode and
+        _pair overrides all apply, so every HRImageDataset family streams without its own code. `index` only
+        seeds validation draws."""
+        self._slot = (image, name)
+        try:
+            return self[index]
+        finally:
+            self._slot = None
 
     def _pair(self, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(input, target) made from one augmented image; tasks whose target also changes override this."""

@@ -30,10 +30,15 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    data = np.fromfile(path, dtype=np.uint8)  # imdecode copes with any path, unlike imread
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return decode_image(np.fromfile(path, dtype=np.uint8).tobytes(), str(path))  # imdecode copes with any path
+
+
+def decode_image(data: bytes, where: str, error: type[Exception] = ImageReadError) -> np.ndarray:
+    """Encoded image bytes -> (H, W, 3) float32 RGB in [0, 1] with read_image's rules; errors name `where` (a file,
+    or a shard member) and are of type `error`."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
-        raise ImageReadError(f"{path}: not an image, or a corrupt one (OpenCV cannot decode it)")
+        raise error(f"{where}: not an image, or a corrupt one (OpenCV cannot decode it)")
     if img.dtype == np.uint8:
         arr = img.astype(np.float32) / 255.0
     elif img.dtype == np.uint16:
@@ -41,7 +46,7 @@ def read_image(path: str | Path) -> np.ndarray:
     elif img.dtype == np.float32:
         arr = np.clip(img, 0.0, 1.0)
     else:
-        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
+        raise error(f"{where}: unsupported pixel type {img.dtype}")
     if arr.ndim == 2:
         return np.repeat(arr[:, :, None], 3, axis=2)
     if arr.shape[2] == 1:
