@@ -8,12 +8,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from restoregan.data import degradations as D
-from restoregan.data.imresize import imresize
+from restoregan.data.imresize import imresize, output_size, weight_matrix
 from restoregan.data.io import quantize
+
+# Sides up to this go through dense matmuls (below); measured by bench/perf_data.py.
+DENSE_RESIZE_MAX_SIDE = 256
+
+
+@lru_cache(maxsize=64)
+def _weights32(in_len: int, out_len: int, scale: float) -> np.ndarray:
+    return weight_matrix(in_len, out_len, scale).astype(np.float32)
+
+
+def _imresize_dense(img: np.ndarray, scale: float) -> np.ndarray:
+    """`imresize(img, scale)` for a training patch as two small matmuls with imresize's own weights (equal up to
+    float32 rounding, ~2e-7). numpy's per-tap loop in imresize pays Python overhead for each of the 4/scale + 2
+    taps, which dominates at patch sizes: this is 2-7x faster for 96-256 px (bench/perf_data.py); beyond a
+    few hundred pixels the dense matrix's cost (side^3) loses to the tap loop, hence DENSE_RESIZE_MAX_SIDE."""
+    h, w = img.shape[:2]
+    out_h, out_w, sh, sw = output_size(h, w, scale, None)
+    x = img.astype(np.float32, copy=False)
+    rows = np.tensordot(_weights32(h, out_h, sh), x, axes=(1, 0))  # (out_h, w, ...)
+    out = np.tensordot(rows, _weights32(w, out_w, sw), axes=(1, 1))  # (out_h, ..., out_w)
+    return np.moveaxis(out, -1, 1)
 
 
 class BicubicDegradation:
@@ -28,7 +50,8 @@ class BicubicDegradation:
         self.scale, self.quantize = int(scale), bool(quantize)
 
     def __call__(self, hr: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        lq = imresize(hr, scale=1 / self.scale)
+        small = max(hr.shape[:2]) <= DENSE_RESIZE_MAX_SIDE
+        lq = _imresize_dense(hr, 1 / self.scale) if small else imresize(hr, scale=1 / self.scale)
         return quantize(lq) if self.quantize else np.clip(lq, 0.0, 1.0)
 
 
