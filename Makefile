@@ -21,8 +21,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Speed, overhead and memory (bench/perf.py, <= 15 min on 2 CPU cores) -> bench/results/perf/*.json + SUMMARY.md.
+# The quality benches train models for 5-20 minutes each and are run one by one (bench/README.md).
 bench: setup
-	$(BIN)/python bench/sr_quickstart.py
+	$(BIN)/python bench/perf.py
 
 clean:
 	rm -rf outputs runs multirun wandb lightning_logs .pytest_cache

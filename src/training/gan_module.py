@@ -48,6 +48,8 @@ class GANModule(pl.LightningModule):
         generator_config: dict | None = None,
         grid_dir: str | None = None,
         grid_images: int = 4,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         # Networks, losses and optimizer factories stay out of hparams: checkpoints must load with
@@ -71,6 +73,19 @@ class GANModule(pl.LightningModule):
         # times a step; this one is synced from the buffer once when training starts (after a resume's load).
         self._iteration_host: int | None = None
         self.register_load_state_dict_post_hook(_forget_host_iteration)
+
+    def setup(self, stage: str) -> None:
+        # Speed switches (bench/perf_training.py measures each; docs/PERFORMANCE.md). channels_last: NHWC weights,
+        # which convolutions propagate to their outputs (tensor cores on a GPU prefer it). compile: Module.compile
+        # compiles forward in place, so state-dict keys, checkpoints and exports are unchanged.
+        if self.hparams.channels_last:
+            for net in (self.net_g, self.net_d, self.net_g_ema):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
+        if self.hparams.compile:
+            for net in (self.net_g, self.net_d):
+                if net is not None:
+                    net.compile()
 
     # --- phases ---------------------------------------------------------------------------------------
     G_PRETRAIN, D_PRETRAIN, GAN = 1, 2, 3

@@ -1,0 +1,125 @@
+"""SUMMARY.md from the perf benches' JSONs (bench/results/perf/*.json): one table per bench, every figure the
+issue asks for named, and a verdict line for each bar (framework overhead, spandrel ratio, loader keeps up)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from perf_common import RESULTS
+
+from restoregan.atomic import atomic_write
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(x: object, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _header(result: dict) -> str:
+    m = result.get("machine", {})
+    return (f"device {result.get('device')}, {m.get('cpus')} CPUs, torch {m.get('torch')}, "
+            f"{result.get('torch_threads')} threads, load average {m.get('load_average')}"
+            + (" (BENCH_QUICK: indicative only)" if result.get("quick") else ""))
+
+
+def training_section(r: dict) -> list[str]:
+    lines = ["## Training (bench/perf_training.py)", "", _header(r), "",
+             "Iterations/s (one batch: a G step, or a D and a G step in the GAN phase), framework (Lightning + "
+             "GANModule) and, for the quickstarts, overhead against a plain PyTorch loop of the same networks, "
+             "losses, optimizers and EMA. Peak memory of the framework run.", "",
+             "| config | batch x patch | phase | it/s | s/it | overhead vs plain loop | peak MiB | process peak RSS MiB |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    worst = None
+    for name, c in r["configs"].items():
+        if "error" in c:
+            lines.append(f"| {name} | | | failed: {c['error']} | | | | |")
+            continue
+        for phase, p in c["phases"].items():
+            ov = p.get("framework_overhead_percent")
+            if ov is not None:
+                worst = ov if worst is None else max(worst, ov)
+            lines.append(f"| {name} | {c['batch_size']} x {c['crop_size']} | {phase} | "
+                         f"{_fmt(p['framework_iterations_per_s'])} | {_fmt(p['framework_seconds_per_iteration'], 3)} | "
+                         f"{'' if ov is None else f'{ov:+.1f}%'} | {_fmt(p['peak_mib'], 0)} | "
+                         f"{_fmt(c.get('process_peak_rss_mib'), 0)} |")
+    if r.get("cpu_full_experiment_size"):
+        s = r["cpu_full_experiment_size"]
+        lines += ["", f"Full experiments on CPU at batch {s['batch_size']} of {s['crop_size']} px patches "
+                      "(their real sizes are GPU work); quickstarts at their own sizes."]
+    if worst is not None:
+        verdict = "meets" if worst <= 5 else "MISSES"
+        lines += ["", f"**Framework overhead (worst quickstart phase): {worst:+.1f}%**: {verdict} the 5% bar."]
+    sw = r.get("switches_on_sr_quickstart") or {}
+    if sw:
+        lines += ["", "Training switches on sr_quickstart (generator pretraining), speed-up on/off:", "",
+                  "| switch | off s/it | on s/it | speed-up |", "| --- | ---: | ---: | ---: |"]
+        for k, v in sw.items():
+            lines.append(f"| {k} | {_fmt(v.get('off_seconds_per_iteration'), 3)} | "
+                         f"{_fmt(v.get('on_seconds_per_iteration'), 3)} | {_fmt(v.get('speedup'))}"
+                         f"{' (' + v['error'] + ')' if v.get('error') else ''} |")
+    return lines
+
+
+def data_section(r: dict) -> list[str]:
+    lines = ["## Data (bench/perf_data.py)", "", _header(r), "", f"Threads per worker: {r.get('threads_per_worker')}.",
+             "", "Degradation patches/s per worker (one process, one thread), at the experiments' patch sizes:", "",
+             "| pipeline | config | patch px | patches/s | peak MiB |", "| --- | --- | ---: | ---: | ---: |"]
+    for name, d in r.get("degradation", {}).items():
+        lines.append(f"| {name} | {d.get('config')} | {d.get('patch_px')} | {_fmt(d.get('patches_per_s'), 0)} | "
+                     f"{_fmt(d.get('peak_mib'), 1)} |")
+    lines += ["", "Against a straightforward per-image numpy/OpenCV version (ours / reference, alternating rounds):", "",
+              "| pipeline | ours patches/s | reference patches/s | ours / reference | reference |",
+              "| --- | ---: | ---: | ---: | --- |"]
+    for name, d in r.get("reference", {}).items():
+        lines.append(f"| {name} | {_fmt(d.get('ours_patches_per_s'), 0)} | {_fmt(d.get('reference_patches_per_s'), 0)} | "
+                     f"{_fmt(d.get('ours_over_reference'))} | {d.get('reference', '')} |")
+    lines += ["", "Data-side speed-ups, on vs off:", "", "| change | on patches/s | off patches/s | speed-up |",
+              "| --- | ---: | ---: | ---: |"]
+    for name, d in r.get("speedups", {}).items():
+        lines.append(f"| {name}: {d.get('what', '')} | {_fmt(d.get('on_patches_per_s'), 0)} | "
+                     f"{_fmt(d.get('off_patches_per_s'), 0)} | {_fmt(d.get('speedup'))} |")
+    lines += ["", "Loader (batches from the config's own datamodule) against the training step (generator pretraining, "
+                  "the shorter step); `wait` = share of each iteration spent waiting for data while 2 workers feed a "
+                  "training loop in the same process (the verdict).", "",
+              "| config | batch x patch | s/batch 0 / 1 / 2 workers | step s | loader / step (2 workers) | wait | "
+              "pinned memory | keeps up |", "| --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
+    for name, d in r.get("loader", {}).items():
+        w = d.get("workers", {})
+        per = " / ".join(_fmt((w.get(k) or w.get(int(k)) or {}).get("seconds_per_batch"), 4) for k in ("0", "1", "2"))
+        pin = d.get("pin_memory_2_workers", {})
+        pin_text = pin.get("reason") if pin.get("true") is None else f"{pin.get('true')} vs {pin.get('false')} s/batch"
+        lines.append(f"| {name} | {d.get('batch_size')} x {d.get('crop_px')} | {per} | "
+                     f"{_fmt(d.get('step', {}).get('pretrain_seconds_per_step'), 3)} | "
+                     f"{_fmt(d.get('loader_seconds_per_batch_over_step_seconds', {}).get('workers_2'), 3)} | "
+                     f"{_fmt(100 * d.get('with_training', {}).get('data_wait_fraction', float('nan')), 1)}% | "
+                     f"{pin_text} | {'yes' if d.get('keeps_up') else '**no**'} |")
+    if r.get("verdict"):
+        lines += ["", f"Verdict: {r['verdict']}"]
+    return lines
+
+
+SECTIONS = {"training": training_section, "data": data_section}
+
+
+def write_summary() -> Path:
+    parts = ["# Performance summary", "",
+             "Written by `make bench` (bench/perf.py). One JSON per bench beside this file holds every figure.", ""]
+    times = RESULTS / "run_times.json"
+    if times.exists():
+        t = json.loads(times.read_text())
+        parts += ["Bench wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items())
+                  + f"; total {sum(t.values()) / 60:.1f} min.", ""]
+    for name, section in SECTIONS.items():
+        result = _load(name)
+        parts += (section(result) if result else [f"## {name}", "", "not run (no JSON)."]) + [""]
+    text = "\n".join(parts)
+    return atomic_write(RESULTS / "SUMMARY.md", lambda tmp: Path(tmp).write_text(text))

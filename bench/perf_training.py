@@ -1,0 +1,278 @@
+"""Training speed: iterations/s of every quickstart and full experiment, the framework's overhead against a plain
+PyTorch loop of the same networks and losses, peak memory, and training-side switches on and off.
+
+python bench/perf_training.py [config ...]   -> bench/results/perf/training.json
+Budget: about 5 minutes on the reference 2-core CPU (BENCH_QUICK=1: under a minute).
+
+How it measures. Each config is composed as `train.py experiment=NAME` would compose it, at a fixed batch and patch
+size (the experiment's own on a GPU; on a CPU the quickstarts' own and batch 2 of 64 px patches for the full
+experiments, whose real sizes would take minutes per step). A few batches are drawn from the config's own training
+data once, so data loading is not in these figures (bench/perf_data.py measures the loader). Then:
+- framework: `GANModule` under a Lightning `Trainer` built from the config, as train.py builds them (validation,
+  checkpoints and the progress bar off: they are not per-step costs);
+- plain: the same networks (same seed, so the same initial weights), the same loss modules and optimizers and
+  the same EMA update, in a hand-written loop (zero_grad, backward, step; the discriminator frozen for the
+  generator step).
+Seconds per iteration are the median of start-to-start intervals after warm-up, so everything between two
+batches counts (Lightning's hooks and logging included). Each GAN config is measured in both phases: generator
+pretraining (G only) and adversarial (D then G). Framework and plain loop alternate ROUNDS times and the fastest
+of each is kept (a neighbour process can only slow a run down).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf_common import ROOT, PeakMemory, bench_device, quick, write_result  # noqa: E402
+
+from restoregan.training.ema import update_ema, warmup_decay  # noqa: E402
+from restoregan.training.run import build_module, has_gan  # noqa: E402
+
+QUICKSTARTS = ["sr_quickstart", "colorize_quickstart", "interp_quickstart", "film_restore_quickstart"]
+FULL = ["srgan_x4", "esrgan_x4", "realesrgan_x4", "colorize", "interp", "film_restore"]
+CPU_FULL_SIZE = {"batch_size": 2, "crop_size": 64}
+ROUNDS = 3  # framework and plain loop alternate this many times; the fastest of each is kept
+
+
+def compose_config(name: str, device: torch.device, extra: list[str] = ()) -> DictConfig:
+    overrides = [f"experiment={name}", "pretrained_backbones=false", "logger=csv", "data.num_workers=0",
+                 f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}", *extra]
+    if device.type == "cpu" and name in FULL:
+        overrides += [f"data.{k}={v}" for k, v in CPU_FULL_SIZE.items()]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    if device.type == "cpu":
+        with open_dict(cfg):
+            cfg.trainer.precision = cfg.trainer.precision if "precision=" in " ".join(extra) else "32-true"
+    return cfg
+
+
+def draw_batches(cfg: DictConfig, n: int) -> list[dict]:
+    """n training batches from the config's own data (seeded), kept in memory."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = instantiate(cfg.data)
+    loader = iter(dm.train_dataloader())
+    return [next(loader) for _ in range(n)]
+
+
+class _Replay(torch.utils.data.Dataset):
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.batches[i]
+
+
+def _loader(batches: list[dict]) -> DataLoader:
+    return DataLoader(_Replay(batches), batch_size=None, shuffle=False, num_workers=0)
+
+
+class _Clock(pl.Callback):
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+
+    def on_train_batch_start(self, *args: object) -> None:
+        self.starts.append(time.perf_counter())
+
+    def on_train_end(self, *args: object) -> None:
+        self.starts.append(time.perf_counter())
+
+
+def _per_iteration(starts: list[float], warmup: int) -> float:
+    intervals = [b - a for a, b in zip(starts[warmup:], starts[warmup + 1:])]
+    return statistics.median(intervals)
+
+
+def phase_overrides(cfg: DictConfig, phase: str, iters: int) -> None:
+    with open_dict(cfg):
+        if phase == "g_pretrain":
+            cfg.pretrain_iters, cfg.d_pretrain_iters, cfg.gan_iters = iters, 0, 0
+        else:
+            cfg.pretrain_iters, cfg.d_pretrain_iters, cfg.gan_iters = 0, 0, iters
+
+
+def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.device,
+                  tmp: Path) -> tuple[float, float | None, pl.LightningModule]:
+    """(seconds per iteration, peak MiB, the trained module) of train.py's module under Lightning."""
+    pl.seed_everything(cfg.seed, verbose=False)
+    module = build_module(cfg)
+    clock = _Clock()
+    steps = len(batches) if cfg.gan_iters == 0 or not has_gan(cfg) else 2 * len(batches)
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, max_steps=steps,
+        limit_val_batches=0, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        logger=instantiate(cfg.logger, save_dir=str(tmp)), log_every_n_steps=cfg.trainer.log_every_n_steps,
+        num_sanity_val_steps=0, callbacks=[clock], default_root_dir=str(tmp),
+    )
+    with PeakMemory(device) as peak:
+        trainer.fit(module, train_dataloaders=_loader(batches))
+    return _per_iteration(clock.starts, warmup), peak.mib, module
+
+
+def plain_run(cfg: DictConfig, batches: list[dict], warmup: int,
+              device: torch.device) -> tuple[float, torch.nn.Module]:
+    """(seconds per iteration, the trained generator) of the same networks, losses, optimizers and EMA in a
+    hand-written loop."""
+    pl.seed_everything(cfg.seed, verbose=False)
+    m = build_module(cfg).to(device)  # only its parts are used: nets, losses, task, optimizer factories
+    net_g, net_d, task = m.net_g.train(), m.net_d, m.task
+    opt_g = m.optimizer_g(net_g.parameters())
+    gan = cfg.gan_iters > 0 and m.has_gan
+    opt_d = m.optimizer_d(net_d.parameters()) if gan else None
+    if gan:
+        net_d.train()
+    ema, decay = m.net_g_ema, m.hparams.ema_decay
+    amp = cfg.trainer.precision in ("bf16-mixed", "16-mixed")
+    dtype = torch.bfloat16 if cfg.trainer.precision == "bf16-mixed" else torch.float16
+    starts = []
+    for i, cpu_batch in enumerate(batches):
+        starts.append(time.perf_counter())
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in cpu_batch.items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            target = task.target(batch)
+            output = task.generate(net_g, batch)
+            if gan:
+                real, fake = task.discriminator_pair(batch, output)
+                net_d.requires_grad_(True)
+                l_d, _ = m.adversarial_loss.d_loss(net_d, real, fake.detach())
+                opt_d.zero_grad(set_to_none=True)
+                l_d.backward()
+                opt_d.step()
+                net_d.requires_grad_(False)
+                l_g = m.content_loss(output, target)[0] + m.hparams.adversarial_weight * m.adversarial_loss.g_loss(
+                    net_d, real, fake)
+            else:
+                l_g = m.pretrain_loss(output, target)[0]
+        opt_g.zero_grad(set_to_none=True)
+        l_g.backward()
+        opt_g.step()
+        if ema is not None:
+            update_ema(ema, net_g, warmup_decay(decay, i))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    starts.append(time.perf_counter())
+    return _per_iteration(starts, warmup), net_g
+
+
+def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra: list[str] = ()) -> dict:
+    n, warmup = (4, 1) if quick() else ((12, 2) if name in QUICKSTARTS else (5, 1))
+    base = compose_config(name, device, list(extra))
+    batches = draw_batches(base, n)
+    phases = ["g_pretrain", "gan"] if has_gan(base) else ["g_pretrain"]
+    out: dict = {"batch_size": base.data.batch_size, "crop_size": base.data.crop_size,
+                 "precision": base.trainer.precision, "phases": {}}
+    for phase in phases:
+        cfg = copy.deepcopy(base)
+        phase_overrides(cfg, phase, n)
+        fw, plain, peak = [], [], None
+        for _ in range(1 if quick() or not with_plain else ROUNDS):
+            t, peak, _ = framework_run(cfg, batches, warmup, device, tmp)
+            fw.append(t)
+            if with_plain:
+                plain.append(plain_run(cfg, batches, warmup, device)[0])
+        row = {"framework_seconds_per_iteration": round(min(fw), 4),
+               "framework_iterations_per_s": round(1 / min(fw), 3), "peak_mib": peak}
+        if with_plain:
+            row["plain_seconds_per_iteration"] = round(min(plain), 4)
+            row["framework_overhead_percent"] = round(100 * (min(fw) / min(plain) - 1), 1)
+        out["phases"][phase] = row
+    # The loader must keep up with the fastest phase: that is the step time bench/perf_data.py compares with.
+    out["seconds_per_step"] = min(r["framework_seconds_per_iteration"] for r in out["phases"].values())
+    return out
+
+
+SWITCHES = {  # name: (off overrides, on overrides), measured on sr_quickstart's generator pretraining
+    "fused_adam": ([], ["+model.optimizer_g.fused=true", "+model.optimizer_d.fused=true"]),
+    "foreach_adam_off": ([], ["+model.optimizer_g.foreach=false", "+model.optimizer_d.foreach=false"]),
+    "bf16_autocast": ([], ["trainer.precision=bf16-mixed"]),
+    "channels_last": ([], ["model.channels_last=true"]),
+    "compile": ([], ["model.compile=true"]),
+}
+# Compiling for training takes about two minutes of the 2-core CPU's time: only with BENCH_COMPILE=1 or on a GPU.
+SLOW_SWITCHES = {"compile"}
+
+
+def child(name: str, extra: list[str]) -> dict:
+    """One config in its own process: on a CPU the process's peak resident memory is then this config's."""
+    args = [sys.executable, __file__, "--one", name, *extra]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"exit {proc.returncode}: {tail[0]}"}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run_one(name: str, extra: list[str]) -> None:
+    warnings.filterwarnings("ignore")
+    for logger in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
+    device = bench_device()
+    tmp = ROOT / "runs" / "_bench_perf_training"
+    result = measure(name, device, tmp, with_plain=name in QUICKSTARTS and not extra, extra=extra)
+    if device.type == "cpu":
+        result["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--one"]:
+        return run_one(sys.argv[2], sys.argv[3:])
+    names = sys.argv[1:] or (QUICKSTARTS + FULL)
+    configs, switches = {}, {}
+    for name in names:
+        configs[name] = c = child(name, [])
+        if "error" in c:
+            print(f"  {name}: FAILED {c['error']}", flush=True)
+            continue
+        for phase, row in c["phases"].items():
+            overhead = row.get("framework_overhead_percent")
+            print(f"  {name:24s} {phase:10s} {row['framework_iterations_per_s']:7.2f} it/s"
+                  + ("" if overhead is None else f"  overhead vs plain loop {overhead:+.1f}%")
+                  + f"  peak {row['peak_mib']} MiB", flush=True)
+    if not sys.argv[1:]:
+        for sw, (off, on) in SWITCHES.items():
+            if sw in SLOW_SWITCHES and bench_device().type == "cpu" and os.environ.get("BENCH_COMPILE") != "1":
+                switches[sw] = {"speedup": None, "error": "skipped on CPU (about 2 min of compiling); BENCH_COMPILE=1"}
+                continue
+            a, b = child("sr_quickstart", off), child("sr_quickstart", on)
+            if "error" in a or "error" in b:  # e.g. a switch this torch build does not support on this device
+                switches[sw] = {"speedup": None, "error": a.get("error") or b.get("error")}
+            else:
+                ta = a["phases"]["g_pretrain"]["framework_seconds_per_iteration"]
+                tb = b["phases"]["g_pretrain"]["framework_seconds_per_iteration"]
+                switches[sw] = {"off_seconds_per_iteration": ta, "on_seconds_per_iteration": tb,
+                                "speedup": round(ta / tb, 3)}
+            print(f"  switch {sw}: {switches[sw]}", flush=True)
+    write_result("training", {
+        "what": "training iterations/s (one iteration = one batch: G step, or D then G step in the GAN phase)",
+        "cpu_full_experiment_size": CPU_FULL_SIZE if bench_device().type == "cpu" else None,
+        "peak_memory": "per phase: cuda max_memory_allocated, or on CPU the RSS rise during the run (a lower bound: "
+                       "memory freed by the previous phase is reused); process_peak_rss_mib: the whole process",
+        "configs": configs, "switches_on_sr_quickstart": switches,
+    })
+
+
+if __name__ == "__main__":
+    main()
