@@ -1,5 +1,6 @@
 """Apply a trained generator to images, frame folders or video; what it does follows the checkpoint's task:
 python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [tile=512] [tile_overlap=32] [device=auto] [half=auto]
+                [channels_last=false] [compile=false] [bf16=false]
 
   sr        upscale images (ours or any ESRGAN-family .pth spandrel reads) -> output/<stem>_x<scale>.png
   colorize  colour images, frame folders or video (options: the `colorize:` block of conf/infer.yaml)
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from restoregan.data.io import list_images, read_image, to_numpy, to_tensor, write_image
 from restoregan.evaluation.run import load_models
-from restoregan.inference.tiled import resolve_device, upscale
+from restoregan.inference.tiled import prepare_for_inference, resolve_device, upscale
 
 
 def output_paths(inputs: list[Path], output: Path, scale: int) -> list[Path]:
@@ -51,6 +52,7 @@ def infer(cfg: DictConfig) -> list[Path]:
     device = resolve_device(cfg.device)
     half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
     model = next(iter(load_models([Path(cfg.ckpt)], device).values()))
+    prepare_for_inference(model.net, bool(cfg.channels_last), bool(cfg.compile), bool(cfg.bf16))
     if model.task == "colorize":
         from restoregan.inference.colorize import infer_colorize
 

@@ -107,7 +107,49 @@ def data_section(r: dict) -> list[str]:
     return lines
 
 
-SECTIONS = {"training": training_section, "data": data_section}
+def inference_section(r: dict) -> list[str]:
+    inp, peak = r.get("input", {}), r.get("matmul_peak", {})
+    f32 = peak.get("float32", {})
+    lines = ["## Inference (bench/perf_inference.py)", "", _header(r), "", inp.get("note", ""), "",
+             f"Peak float32 throughput of this machine: torch.mm {_fmt(f32.get('mm_gflop_per_s'), 0)} GFLOP/s, a dense "
+             f"3x3 convolution {_fmt(f32.get('conv3x3_gflop_per_s'), 0)} GFLOP/s; the larger is the peak below "
+             f"(bfloat16: {_fmt(peak.get('bfloat16', {}).get('gflop_per_s'), 0)}).", "",
+             "| generator | params M | frames/s at 480p | s/frame | peak MiB at 480p | GFLOP/frame | achieved GFLOP/s | "
+             "of peak | how |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, g in r.get("generators", {}).items():
+        how = "whole frames"
+        if g.get("extrapolated"):
+            lin = g.get("linearity", {})
+            how = (f"extrapolated from a {'x'.join(map(str, g['timed_shape']))} crop (time/pixel "
+                   f"{_fmt(lin.get('time_ratio_over_pixel_ratio'))}x the smaller crop's)")
+        frac = g.get("fraction_of_matmul_peak")
+        lines.append(f"| {name} | {_fmt(g.get('params_m'), 1)} | {_fmt(g.get('frames_per_s'), 3)} | "
+                     f"{_fmt(g.get('seconds_per_frame'), 1)} | {_fmt(g.get('peak_mib_480p'), 0)} | "
+                     f"{_fmt(g.get('gflop_per_frame'), 0)} | {_fmt(g.get('achieved_gflop_per_s'), 0)} | "
+                     f"{'n/a' if frac is None else f'{100 * frac:.0f}%'} | {how} |")
+    sp = r.get("spandrel") or {}
+    if sp.get("ratio_ours_over_spandrel") is not None:
+        ratio = sp["ratio_ours_over_spandrel"]
+        verdict = "meets" if ratio <= 1.03 else "MISSES"  # 3%: the run-to-run spread of one timing here
+        same = "bit-identical" if sp.get("bit_identical") else f"max |diff| {sp.get('max_abs_diff')}"
+        shape = "x".join(map(str, sp.get("input_shape", [])))
+        lines += ["", f"**RRDBNet against spandrel {sp.get('spandrel_version')} on the same weights** ({shape} input): "
+                      f"ours {_fmt(sp.get('ours_seconds_per_call'), 3)} s, spandrel "
+                      f"{_fmt(sp.get('spandrel_seconds_per_call'), 3)} s per call; ours takes {ratio:.3f}x spandrel's "
+                      f"time ({verdict} 'at least as fast', with 3% timing tolerance); outputs {same}; with "
+                      f"channels_last ours takes {_fmt(sp.get('ratio_ours_channels_last_over_spandrel'), 3)}x."]
+    lines += ["", "Inference switches, on vs off (speed-up > 1 = faster; details and output differences in "
+                  "inference.json):", ""]
+    skip = (*r.get("generators", {}), "RRDBNet ours/spandrel")  # already in the tables above
+    lines += [f"- {line}" for line in r.get("summary", []) if not line.startswith(skip)
+              or line.startswith(("channels_last", "inference_mode"))]
+    where = r.get("switches", {}).get("where_they_apply")
+    if where:
+        lines += ["", "Where each applies: " + "; ".join(f"{k}: {v}" for k, v in where.items()) + "."]
+    return lines
+
+
+SECTIONS = {"training": training_section, "data": data_section, "inference": inference_section}
 
 
 def write_summary() -> Path:

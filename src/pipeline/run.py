@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from restoregan.data.video import SceneCutDetector, VideoInfo, VideoReadError, iter_frames, probe
 from restoregan.evaluation.run import load_models
-from restoregan.inference.tiled import resolve_device
+from restoregan.inference.tiled import prepare_for_inference, resolve_device
 from restoregan.pipeline.checkpoints import STAGE_TASKS, checkpoint_digest, file_digest, resolve_checkpoint
 from restoregan.pipeline.output import assemble, output_format, sink_paths
 from restoregan.pipeline.segments import Segment, WorkDir, run_chain, stage_windows
@@ -67,6 +67,7 @@ def build_stages(
     for name in order:
         scfg = cfg.stages[name]
         model = next(iter(load_models([ckpts[name]], device).values()))
+        prepare_for_inference(model.net, bool(cfg.channels_last), bool(cfg.compile), bool(cfg.bf16))
         if model.task != STAGE_TASKS[name]:
             raise ValueError(f"{ckpts[name]}: a {model.task!r} model, but stage {name!r} needs a "
                              f"{STAGE_TASKS[name]!r} one (stages.{name}.ckpt)")
@@ -109,6 +110,7 @@ def config_hash(
         "segment_frames": pcfg.segment_frames, "batch": pcfg.batch, "max_frames": pcfg.max_frames,
         "input_fps": str(pcfg.input_fps), "tile": cfg.tile, "tile_overlap": cfg.tile_overlap,
         "device": device.type, "half": half, "torch": torch.__version__,
+        "bf16": bool(cfg.bf16),  # changes the frames (slightly); channels_last and compile do not beyond rounding
     }
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
     summary = {**hashed, "stages": {name: {**stages[name], "ckpt": str(ckpts[name])} for name in order}}
