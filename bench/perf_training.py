@@ -13,7 +13,7 @@ data once, so data loading is not in these figures (bench/perf_data.py measures 
 - plain: the same networks (same seed, so the same initial weights), the same loss modules and optimizers and
   the same EMA update, in a hand-written loop (zero_grad, backward, step; the discriminator frozen for the
   generator step).
-Seconds per iteration are the median of start-to-start intervals after warm-up, so everything between two
+Seconds per iteration are the mean of start-to-start intervals after warm-up, so everything between two
 batches counts (Lightning's hooks and logging included). Each GAN config is measured in both phases: generator
 pretraining (G only) and adversarial (D then G). Framework and plain loop alternate ROUNDS times and the fastest
 of each is kept (a neighbour process can only slow a run down).
@@ -100,8 +100,10 @@ class _Clock(pl.Callback):
 
 
 def _per_iteration(starts: list[float], warmup: int) -> float:
+    """Mean start-to-start interval after warm-up: a mean, not a median, so periodic costs (logging every
+    log_every_n_steps) count; interference from other processes is handled by keeping the fastest round."""
     intervals = [b - a for a, b in zip(starts[warmup:], starts[warmup + 1:])]
-    return statistics.median(intervals)
+    return statistics.fmean(intervals)
 
 
 def phase_overrides(cfg: DictConfig, phase: str, iters: int) -> None:
@@ -112,9 +114,11 @@ def phase_overrides(cfg: DictConfig, phase: str, iters: int) -> None:
             cfg.pretrain_iters, cfg.d_pretrain_iters, cfg.gan_iters = 0, 0, iters
 
 
-def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.device,
-                  tmp: Path) -> tuple[float, float | None, pl.LightningModule]:
-    """(seconds per iteration, peak MiB, the trained module) of train.py's module under Lightning."""
+def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.device, tmp: Path,
+                  memory: bool = False) -> tuple[float, float | None, pl.LightningModule]:
+    """(seconds per iteration, peak MiB or None, the trained module) of train.py's module under Lightning.
+    `memory`: measure peak memory instead of time; on a CPU that needs a sampling thread, whose wake-ups every
+    2 ms slowed the steps by 10% when both were measured in one run."""
     pl.seed_everything(cfg.seed, verbose=False)
     module = build_module(cfg)
     clock = _Clock()
@@ -125,9 +129,12 @@ def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: tor
         logger=instantiate(cfg.logger, save_dir=str(tmp)), log_every_n_steps=cfg.trainer.log_every_n_steps,
         num_sanity_val_steps=0, callbacks=[clock], default_root_dir=str(tmp),
     )
+    if not memory:
+        trainer.fit(module, train_dataloaders=_loader(batches))
+        return _per_iteration(clock.starts, warmup), None, module
     with PeakMemory(device) as peak:
         trainer.fit(module, train_dataloaders=_loader(batches))
-    return _per_iteration(clock.starts, warmup), peak.mib, module
+    return float("nan"), peak.mib, module
 
 
 def plain_run(cfg: DictConfig, batches: list[dict], warmup: int,
@@ -176,7 +183,7 @@ def plain_run(cfg: DictConfig, batches: list[dict], warmup: int,
 
 
 def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra: list[str] = ()) -> dict:
-    n, warmup = (4, 1) if quick() else ((12, 2) if name in QUICKSTARTS else (5, 1))
+    n, warmup = (4, 1) if quick() else ((22, 2) if name in QUICKSTARTS else (4, 1))
     base = compose_config(name, device, list(extra))
     batches = draw_batches(base, n)
     phases = ["g_pretrain", "gan"] if has_gan(base) else ["g_pretrain"]
@@ -187,10 +194,11 @@ def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra:
         phase_overrides(cfg, phase, n)
         fw, plain, peak = [], [], None
         for _ in range(1 if quick() or not with_plain else ROUNDS):
-            t, peak, _ = framework_run(cfg, batches, warmup, device, tmp)
+            t, _, _ = framework_run(cfg, batches, warmup, device, tmp)
             fw.append(t)
             if with_plain:
                 plain.append(plain_run(cfg, batches, warmup, device)[0])
+        peak = framework_run(cfg, batches[:3], 0, device, tmp, memory=True)[1]  # the first steps allocate all
         row = {"framework_seconds_per_iteration": round(min(fw), 4),
                "framework_iterations_per_s": round(1 / min(fw), 3), "peak_mib": peak}
         if with_plain:

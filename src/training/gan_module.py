@@ -132,7 +132,8 @@ class GANModule(pl.LightningModule):
             output = self.task.generate(self.net_g, batch)  # e.g. (b, 3, H, W)
             l_g, parts = self.pretrain_loss(output, real_target)
             self._step(opt_g, l_g)
-            self._log_parts("g", parts, l_g)
+            if self._logging_step():
+                self._log_parts("g", parts, l_g)
         elif phase == self.D_PRETRAIN:
             with torch.no_grad():  # the generator is frozen: no graph, no gradients
                 output = self.task.generate(self.net_g, batch)
@@ -149,14 +150,16 @@ class GANModule(pl.LightningModule):
             l_g = l_content + self.hparams.adversarial_weight * l_adv
             self._step(opt_g, l_g)
             self.untoggle_optimizer(opt_g)
-            self._log_parts("g", parts, l_g)
-            self.log("train/g_adv", l_adv.detach(), prog_bar=False)
+            if self._logging_step():
+                self._log_parts("g", parts, l_g)
+                self.log("train/g_adv", l_adv.detach(), prog_bar=False)
 
         for sched in self._schedulers():
             sched.step()
         if self.net_g_ema is not None and phase != self.D_PRETRAIN:
             update_ema(self.net_g_ema, self.net_g, warmup_decay(self.hparams.ema_decay, self._iter))
-        self.log("train/phase", float(phase))
+        if self._logging_step():
+            self.log("train/phase", float(phase))
         self.iteration += 1
         self._iteration_host = self._iter + 1
 
@@ -166,9 +169,10 @@ class GANModule(pl.LightningModule):
         l_d, d_logs = self.adversarial_loss.d_loss(self.net_d, real, fake)
         self._step(opt_d, l_d)
         self.untoggle_optimizer(opt_d)
-        self.log("train/d_loss", l_d.detach())
-        for key, value in d_logs.items():
-            self.log(f"train/{key}", value.detach())
+        if self._logging_step():
+            self.log("train/d_loss", l_d.detach())
+            for key, value in d_logs.items():
+                self.log(f"train/{key}", value.detach())
 
     def _step(self, opt: torch.optim.Optimizer, loss: Tensor) -> None:
         if not torch.isfinite(loss):
@@ -178,6 +182,13 @@ class GANModule(pl.LightningModule):
         if self.hparams.grad_clip:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
+
+    def _logging_step(self) -> bool:
+        """Whether Lightning writes step metrics after this batch (every trainer.log_every_n_steps). Values
+        logged on other steps are overwritten unseen, and each self.log costs about half a millisecond of
+        Python: 3-5% of a quickstart's step, more of a GPU step (bench/perf_training.py), so those skip it."""
+        connector = getattr(self._trainer, "_logger_connector", None) if self._trainer is not None else None
+        return True if connector is None else bool(connector.should_update_logs)
 
     def _log_parts(self, prefix: str, parts: dict[str, Tensor], total: Tensor) -> None:
         self.log(f"train/{prefix}_loss", total.detach(), prog_bar=True)
