@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 
@@ -31,7 +32,7 @@ class SRDataModule(pl.LightningDataModule):
         batch_size: int = 16,
         val_batch_size: int = 1,
         num_workers: int = 2,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         persistent_workers: bool = True,
         crop_size: int | None = None,
         shuffle_buffer: int = 256,
@@ -46,7 +47,10 @@ class SRDataModule(pl.LightningDataModule):
             )
         self.train_set, self.val_set = train, val
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        # None = pin when a GPU is present: page-locked batches copy to it asynchronously (a CPU-only run gains
+        # nothing from pinning, bench/perf_data.py)
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
 
     def train_dataloader(self) -> DataLoader:
