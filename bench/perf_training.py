@@ -13,7 +13,7 @@ data once, so data loading is not in these figures (bench/perf_data.py measures 
 - plain: the same networks (same seed, so the same initial weights), the same loss modules and optimizers and
   the same EMA update, in a hand-written loop (zero_grad, backward, step; the discriminator frozen for the
   generator step).
-Seconds per iteration are the mean of start-to-start intervals after warm-up, so everything between two
+Seconds per iteration are the median of start-to-start intervals after warm-up, so everything between two
 batches counts (Lightning's hooks and logging included). Each GAN config is measured in both phases: generator
 pretraining (G only) and adversarial (D then G). Framework and plain loop alternate ROUNDS times and the fastest
 of each is kept (a neighbour process can only slow a run down).
@@ -100,10 +100,11 @@ class _Clock(pl.Callback):
 
 
 def _per_iteration(starts: list[float], warmup: int) -> float:
-    """Mean start-to-start interval after warm-up: a mean, not a median, so periodic costs (logging every
-    log_every_n_steps) count; interference from other processes is handled by keeping the fastest round."""
+    """Median start-to-start interval after warm-up: robust to the other processes of a shared machine (a mean
+    swung the framework/plain ratio by +-7% between identical runs). Lightning writes logs every 10th step; on the
+    quickstarts that costs well under 1 ms per 10 steps (profiled), so the median loses nothing that matters."""
     intervals = [b - a for a, b in zip(starts[warmup:], starts[warmup + 1:])]
-    return statistics.fmean(intervals)
+    return statistics.median(intervals)
 
 
 def phase_overrides(cfg: DictConfig, phase: str, iters: int) -> None:
@@ -115,12 +116,14 @@ def phase_overrides(cfg: DictConfig, phase: str, iters: int) -> None:
 
 
 def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.device, tmp: Path,
-                  memory: bool = False) -> tuple[float, float | None, pl.LightningModule]:
-    """(seconds per iteration, peak MiB or None, the trained module) of train.py's module under Lightning.
-    `memory`: measure peak memory instead of time; on a CPU that needs a sampling thread, whose wake-ups every
-    2 ms slowed the steps by 10% when both were measured in one run."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    module = build_module(cfg)
+                  memory: bool = False, module: pl.LightningModule | None = None
+                  ) -> tuple[float, float | None, pl.LightningModule, list[torch.optim.Optimizer]]:
+    """(seconds per iteration, peak MiB or None, the trained module, its optimizers) of train.py's module under
+    Lightning; `module`: train this one further instead of building a fresh one. `memory`: measure peak memory
+    instead of time; on a CPU that needs a sampling thread, whose wake-ups every 2 ms slowed the steps by 10%."""
+    if module is None:
+        pl.seed_everything(cfg.seed, verbose=False)
+        module = build_module(cfg)
     clock = _Clock()
     steps = len(batches) if cfg.gan_iters == 0 or not has_gan(cfg) else 2 * len(batches)
     trainer = pl.Trainer(
@@ -131,22 +134,29 @@ def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: tor
     )
     if not memory:
         trainer.fit(module, train_dataloaders=_loader(batches))
-        return _per_iteration(clock.starts, warmup), None, module
+        return _per_iteration(clock.starts, warmup), None, module, trainer.optimizers
     with PeakMemory(device) as peak:
         trainer.fit(module, train_dataloaders=_loader(batches))
-    return float("nan"), peak.mib, module
+    return float("nan"), peak.mib, module, trainer.optimizers
 
 
-def plain_run(cfg: DictConfig, batches: list[dict], warmup: int,
-              device: torch.device) -> tuple[float, torch.nn.Module]:
+def plain_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.device,
+              module: pl.LightningModule | None = None,
+              optimizers: list[torch.optim.Optimizer] | None = None) -> tuple[float, torch.nn.Module]:
     """(seconds per iteration, the trained generator) of the same networks, losses, optimizers and EMA in a
-    hand-written loop."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    m = build_module(cfg).to(device)  # only its parts are used: nets, losses, task, optimizer factories
+    hand-written loop: a fresh build of the config, or `module`'s own networks and `optimizers` (the same tensors
+    in the same memory as a framework run, so the comparison is not coloured by where the allocator put them)."""
+    if module is None:
+        pl.seed_everything(cfg.seed, verbose=False)
+        module = build_module(cfg).to(device)
+    m = module  # only its parts are used: nets, losses, task, optimizer factories
     net_g, net_d, task = m.net_g.train(), m.net_d, m.task
-    opt_g = m.optimizer_g(net_g.parameters())
     gan = cfg.gan_iters > 0 and m.has_gan
-    opt_d = m.optimizer_d(net_d.parameters()) if gan else None
+    if optimizers:
+        opt_g, opt_d = optimizers[0], (optimizers[1] if gan else None)
+    else:
+        opt_g = m.optimizer_g(net_g.parameters())
+        opt_d = m.optimizer_d(net_d.parameters()) if gan else None
     if gan:
         net_d.train()
     ema, decay = m.net_g_ema, m.hparams.ema_decay
@@ -175,30 +185,35 @@ def plain_run(cfg: DictConfig, batches: list[dict], warmup: int,
         l_g.backward()
         opt_g.step()
         if ema is not None:
-            update_ema(ema, net_g, warmup_decay(decay, i))
+            update_ema(ema, net_g, warmup_decay(decay, m._iter + i))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     starts.append(time.perf_counter())
+    if gan:
+        net_d.requires_grad_(True)  # as found: a later framework run trains the same module
     return _per_iteration(starts, warmup), net_g
 
 
-def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra: list[str] = ()) -> dict:
-    n, warmup = (4, 1) if quick() else ((22, 2) if name in QUICKSTARTS else (4, 1))
+def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra: list[str] = (),
+            only_phase: str | None = None) -> dict:
+    n, warmup = (4, 1) if quick() else ((16, 2) if name in QUICKSTARTS else (4, 1))
     base = compose_config(name, device, list(extra))
     batches = draw_batches(base, n)
-    phases = ["g_pretrain", "gan"] if has_gan(base) else ["g_pretrain"]
+    phases = [only_phase] if only_phase else (["g_pretrain", "gan"] if has_gan(base) else ["g_pretrain"])
     out: dict = {"batch_size": base.data.batch_size, "crop_size": base.data.crop_size,
                  "precision": base.trainer.precision, "phases": {}}
     for phase in phases:
         cfg = copy.deepcopy(base)
-        phase_overrides(cfg, phase, n)
-        fw, plain, peak = [], [], None
+        phase_overrides(cfg, phase, 10**9)  # the module stays in this phase however often it is trained on
+        peak = None if only_phase else framework_run(cfg, batches[:3], 0, device, tmp, memory=True)[1]
+        # One module: the framework trains it, then the plain loop trains its networks with its optimizers, in
+        # alternating rounds. Fresh builds per run made the same code 10% faster or slower from run to run.
+        fw, plain, module = [], [], None
         for _ in range(1 if quick() or not with_plain else ROUNDS):
-            t, _, _ = framework_run(cfg, batches, warmup, device, tmp)
+            t, _, module, optimizers = framework_run(cfg, batches, warmup, device, tmp, module=module)
             fw.append(t)
             if with_plain:
-                plain.append(plain_run(cfg, batches, warmup, device)[0])
-        peak = framework_run(cfg, batches[:3], 0, device, tmp, memory=True)[1]  # the first steps allocate all
+                plain.append(plain_run(cfg, batches, warmup, device, module, optimizers)[0])
         row = {"framework_seconds_per_iteration": round(min(fw), 4),
                "framework_iterations_per_s": round(1 / min(fw), 3), "peak_mib": peak}
         if with_plain:
@@ -238,7 +253,10 @@ def run_one(name: str, extra: list[str]) -> None:
         logging.getLogger(logger).setLevel(logging.ERROR)
     device = bench_device()
     tmp = ROOT / "runs" / "_bench_perf_training"
-    result = measure(name, device, tmp, with_plain=name in QUICKSTARTS and not extra, extra=extra)
+    switch = extra[:1] == ["--switch"]  # a switch run: generator pretraining only, no memory or plain loop
+    extra = extra[1:] if switch else extra
+    result = measure(name, device, tmp, with_plain=name in QUICKSTARTS and not switch, extra=extra,
+                     only_phase="g_pretrain" if switch else None)
     if device.type == "cpu":
         result["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print("RESULT " + json.dumps(result), flush=True)
@@ -260,15 +278,16 @@ def main() -> None:
                   + ("" if overhead is None else f"  overhead vs plain loop {overhead:+.1f}%")
                   + f"  peak {row['peak_mib']} MiB", flush=True)
     if not sys.argv[1:]:
-        for sw, (off, on) in SWITCHES.items():
+        baseline = child("sr_quickstart", ["--switch"])
+        for sw, (_, on) in SWITCHES.items():
             if sw in SLOW_SWITCHES and bench_device().type == "cpu" and os.environ.get("BENCH_COMPILE") != "1":
                 switches[sw] = {"speedup": None, "error": "skipped on CPU (about 2 min of compiling); BENCH_COMPILE=1"}
                 continue
-            a, b = child("sr_quickstart", off), child("sr_quickstart", on)
-            if "error" in a or "error" in b:  # e.g. a switch this torch build does not support on this device
-                switches[sw] = {"speedup": None, "error": a.get("error") or b.get("error")}
+            b = child("sr_quickstart", ["--switch", *on])
+            if "error" in baseline or "error" in b:  # e.g. a switch this torch build does not support here
+                switches[sw] = {"speedup": None, "error": baseline.get("error") or b.get("error")}
             else:
-                ta = a["phases"]["g_pretrain"]["framework_seconds_per_iteration"]
+                ta = baseline["phases"]["g_pretrain"]["framework_seconds_per_iteration"]
                 tb = b["phases"]["g_pretrain"]["framework_seconds_per_iteration"]
                 switches[sw] = {"off_seconds_per_iteration": ta, "on_seconds_per_iteration": tb,
                                 "speedup": round(ta / tb, 3)}

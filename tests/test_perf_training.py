@@ -27,7 +27,7 @@ def test_plain_loop_trains_the_same_model_as_the_framework(phase: str, tmp_path:
     cfg = _small("sr_quickstart")
     batches = pt.draw_batches(cfg, 3)
     pt.phase_overrides(cfg, phase, 3)
-    _, _, module = pt.framework_run(cfg, batches, 0, torch.device("cpu"), tmp_path)
+    _, _, module, _ = pt.framework_run(cfg, batches, 0, torch.device("cpu"), tmp_path)
     _, net_g = pt.plain_run(cfg, batches, 0, torch.device("cpu"))
     ours, plain = dict(module.net_g.named_parameters()), dict(net_g.named_parameters())
     assert ours.keys() == plain.keys()
@@ -45,9 +45,23 @@ def test_channels_last_switch_trains_the_same_weights(tmp_path: Path) -> None:
         cfg = _small("film_restore_quickstart", [f"model.channels_last={str(flag).lower()}"])
         batches = pt.draw_batches(cfg, 2)
         pt.phase_overrides(cfg, "g_pretrain", 2)
-        _, _, module = pt.framework_run(cfg, batches, 0, torch.device("cpu"), tmp_path / str(flag))
+        _, _, module, _ = pt.framework_run(cfg, batches, 0, torch.device("cpu"), tmp_path / str(flag))
         conv = next(m for m in module.net_g.modules() if isinstance(m, torch.nn.Conv2d))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last) == flag
         results[flag] = {k: v.detach().clone() for k, v in module.net_g.state_dict().items()}
     for k in results[False]:
         torch.testing.assert_close(results[True][k], results[False][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_rounds_alternate_on_one_module(tmp_path: Path) -> None:
+    """The overhead rounds train one module with the framework, then its networks in the plain loop, then the
+    framework again: the plain loop must hand the module back as it found it (discriminator trainable)."""
+    cfg = _small("sr_quickstart")
+    batches = pt.draw_batches(cfg, 2)
+    pt.phase_overrides(cfg, "gan", 10**9)
+    module = None
+    for _ in range(2):
+        _, _, module, optimizers = pt.framework_run(cfg, batches, 0, torch.device("cpu"), tmp_path, module=module)
+        pt.plain_run(cfg, batches, 0, torch.device("cpu"), module, optimizers)
+        assert all(p.requires_grad for p in module.net_d.parameters())
+    assert int(module.iteration) == 4  # two framework runs of two batches; the plain loop does not count
