@@ -387,42 +387,23 @@ def time_loader(cfg: DictConfig, workers: int, batches: int, min_seconds: float,
 
 
 class TrainStep:
-    """The quickstart's training iteration without Lightning: generator (+ EMA) on the pretrain loss, or in the
-    GAN phase a discriminator step then a generator step on content + adversarial loss, as GANModule does."""
+    """The quickstart's training iteration without Lightning (bench/perf_training.PlainStep, the plain loop that
+    bench measures the framework against): `pretrain(batch)`, or `gan(batch)` for a D then a G step."""
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
-        from restoregan.training.ema import update_ema, warmup_decay
+        from perf_training import PlainStep
+
         from restoregan.training.run import build_module
 
         torch.manual_seed(cfg.seed)
         self.m = build_module(cfg).to(device).train()
-        self.opt_g = self.m.optimizer_g(self.m.net_g.parameters())
-        self.opt_d = self.m.optimizer_d(self.m.net_d.parameters()) if self.m.has_gan else None
-        self._ema = lambda: update_ema(self.m.net_g_ema, self.m.net_g, warmup_decay(self.m.hparams.ema_decay, 100))
-
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self._step = PlainStep(self.m, cfg.trainer.precision)
 
     def pretrain(self, batch: dict) -> None:
-        m = self.m
-        loss, _ = m.pretrain_loss(m.task.generate(m.net_g, batch), m.task.target(batch))
-        self._step(self.opt_g, loss)
-        if m.net_g_ema is not None:
-            self._ema()
+        self._step(batch, gan=False, iteration=100)
 
     def gan(self, batch: dict) -> None:
-        m = self.m
-        out = m.task.generate(m.net_g, batch)
-        real, fake = m.task.discriminator_pair(batch, out)
-        self._step(self.opt_d, m.adversarial_loss.d_loss(m.net_d, real, fake.detach())[0])
-        m.net_d.requires_grad_(False)  # Lightning's toggle_optimizer: the G step computes no D gradients
-        content, _ = m.content_loss(out, m.task.target(batch))
-        self._step(self.opt_g, content + m.hparams.adversarial_weight * m.adversarial_loss.g_loss(m.net_d, real, fake))
-        m.net_d.requires_grad_(True)
-        if m.net_g_ema is not None:
-            self._ema()
+        self._step(batch, gan=True, iteration=100)
 
 
 def time_steps(cfg: DictConfig, device: torch.device) -> tuple[TrainStep, dict, dict]:

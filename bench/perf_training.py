@@ -58,11 +58,7 @@ def compose_config(name: str, device: torch.device, extra: list[str] = ()) -> Di
     if device.type == "cpu" and name in FULL:
         overrides += [f"data.{k}={v}" for k, v in CPU_FULL_SIZE.items()]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    if device.type == "cpu":
-        with open_dict(cfg):
-            cfg.trainer.precision = cfg.trainer.precision if "precision=" in " ".join(extra) else "32-true"
-    return cfg
+        return compose("train", overrides=overrides)
 
 
 def draw_batches(cfg: DictConfig, n: int) -> list[dict]:
@@ -140,6 +136,50 @@ def framework_run(cfg: DictConfig, batches: list[dict], warmup: int, device: tor
     return float("nan"), peak.mib, module, trainer.optimizers
 
 
+class PlainStep:
+    """One training iteration of a built GANModule's parts without Lightning, written the obvious way: the
+    generator on the pretrain loss, or (gan=True) a discriminator step then a generator step on content +
+    adversarial loss with the discriminator frozen (Lightning's toggle_optimizer); then the EMA update. The plain
+    loop here and bench/perf_data.py's step time both use it. `optimizers`: reuse these (a framework run's)."""
+
+    def __init__(self, module: pl.LightningModule, precision: str = "32-true",
+                 optimizers: list[torch.optim.Optimizer] | None = None) -> None:
+        self.m = m = module
+        has_d = m.net_d is not None and m.optimizer_d is not None
+        if optimizers:
+            self.opt_g, self.opt_d = optimizers[0], (optimizers[1] if len(optimizers) > 1 else None)
+        else:
+            self.opt_g = m.optimizer_g(m.net_g.parameters())
+            self.opt_d = m.optimizer_d(m.net_d.parameters()) if has_d else None
+        self.amp = precision in ("bf16-mixed", "16-mixed")
+        self.dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+
+    def __call__(self, batch: dict, gan: bool, iteration: int) -> None:
+        m, task = self.m, self.m.task
+        device = next(m.net_g.parameters()).device
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self.amp):
+            target = task.target(batch)
+            output = task.generate(m.net_g, batch)
+            if gan:
+                real, fake = task.discriminator_pair(batch, output)
+                l_d, _ = m.adversarial_loss.d_loss(m.net_d, real, fake.detach())
+                self.opt_d.zero_grad(set_to_none=True)
+                l_d.backward()
+                self.opt_d.step()
+                m.net_d.requires_grad_(False)
+                l_g = m.content_loss(output, target)[0] + m.hparams.adversarial_weight * m.adversarial_loss.g_loss(
+                    m.net_d, real, fake)
+            else:
+                l_g = m.pretrain_loss(output, target)[0]
+        self.opt_g.zero_grad(set_to_none=True)
+        l_g.backward()
+        self.opt_g.step()
+        if gan:
+            m.net_d.requires_grad_(True)  # as found: a later framework run trains the same module
+        if m.net_g_ema is not None:
+            update_ema(m.net_g_ema, m.net_g, warmup_decay(m.hparams.ema_decay, iteration))
+
+
 def plain_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.device,
               module: pl.LightningModule | None = None,
               optimizers: list[torch.optim.Optimizer] | None = None) -> tuple[float, torch.nn.Module]:
@@ -149,49 +189,20 @@ def plain_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.d
     if module is None:
         pl.seed_everything(cfg.seed, verbose=False)
         module = build_module(cfg).to(device)
-    m = module  # only its parts are used: nets, losses, task, optimizer factories
-    net_g, net_d, task = m.net_g.train(), m.net_d, m.task
-    gan = cfg.gan_iters > 0 and m.has_gan
-    if optimizers:
-        opt_g, opt_d = optimizers[0], (optimizers[1] if gan else None)
-    else:
-        opt_g = m.optimizer_g(net_g.parameters())
-        opt_d = m.optimizer_d(net_d.parameters()) if gan else None
+    module.net_g.train()
+    gan = cfg.gan_iters > 0 and module.has_gan
     if gan:
-        net_d.train()
-    ema, decay = m.net_g_ema, m.hparams.ema_decay
-    amp = cfg.trainer.precision in ("bf16-mixed", "16-mixed")
-    dtype = torch.bfloat16 if cfg.trainer.precision == "bf16-mixed" else torch.float16
+        module.net_d.train()
+    step = PlainStep(module, cfg.trainer.precision, optimizers)
     starts = []
     for i, cpu_batch in enumerate(batches):
         starts.append(time.perf_counter())
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in cpu_batch.items()}
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            target = task.target(batch)
-            output = task.generate(net_g, batch)
-            if gan:
-                real, fake = task.discriminator_pair(batch, output)
-                net_d.requires_grad_(True)
-                l_d, _ = m.adversarial_loss.d_loss(net_d, real, fake.detach())
-                opt_d.zero_grad(set_to_none=True)
-                l_d.backward()
-                opt_d.step()
-                net_d.requires_grad_(False)
-                l_g = m.content_loss(output, target)[0] + m.hparams.adversarial_weight * m.adversarial_loss.g_loss(
-                    net_d, real, fake)
-            else:
-                l_g = m.pretrain_loss(output, target)[0]
-        opt_g.zero_grad(set_to_none=True)
-        l_g.backward()
-        opt_g.step()
-        if ema is not None:
-            update_ema(ema, net_g, warmup_decay(decay, m._iter + i))
+        step(batch, gan, module._iter + i)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     starts.append(time.perf_counter())
-    if gan:
-        net_d.requires_grad_(True)  # as found: a later framework run trains the same module
-    return _per_iteration(starts, warmup), net_g
+    return _per_iteration(starts, warmup), module.net_g
 
 
 def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra: list[str] = (),

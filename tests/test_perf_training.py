@@ -15,9 +15,8 @@ import perf_training as pt  # noqa: E402
 
 
 def _small(name: str, extra: list[str] = ()) -> object:
-    cfg = pt.compose_config(name, torch.device("cpu"), ["data.batch_size=2", "data.crop_size=32",
-                                                        "data.val.crop_size=32", *extra])
-    return cfg
+    return pt.compose_config(name, torch.device("cpu"), ["data.batch_size=2", "data.crop_size=32",
+                                                         "data.val.crop_size=32", *extra])
 
 
 @pytest.mark.parametrize("phase", ["g_pretrain", "gan"])
