@@ -87,3 +87,59 @@ def test_a_non_image_in_the_folder_is_rejected_by_name(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError) as info:
         ColorizationDataset(str(tmp_path), crop_size=32)
     assert str(info.value).startswith(str(bad)) and "\n" not in str(info.value)
+
+
+def _write_photos(folder: Path, count: int) -> list[Path]:
+    import cv2
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:02d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_holdout_split_partitions_each_folder_the_same_way_every_time(tmp_path: Path) -> None:
+    paths = _write_photos(tmp_path / "photos", 12)
+    train = ColorizationDataset(str(tmp_path / "photos"), crop_size=32, holdout_every=5)
+    held = ColorizationDataset(str(tmp_path / "photos"), crop_size=None, train=False, holdout_every=5, held_out=True)
+    assert held.names == ["photo_00.png", "photo_05.png", "photo_10.png"]
+    assert set(train.names).isdisjoint(held.names)
+    assert sorted(train.names + held.names) == sorted(p.name for p in paths)
+    # in a list with the scikit-image photos, only the folder is split (skimage keeps its named split)
+    mixed = ColorizationDataset(["skimage:val", str(tmp_path / "photos")], crop_size=None, train=False,
+                                holdout_every=5, held_out=True)
+    assert mixed.names == [p.name for p in skimage_photos("val")] + held.names
+    with pytest.raises(ValueError, match="holdout_every"):
+        ColorizationDataset(str(tmp_path / "photos"), crop_size=32, holdout_every=1)
+
+
+def test_short_side_range_draws_training_scales_and_validates_at_the_low_end() -> None:
+    ds = ColorizationDataset("skimage:val", crop_size=32, short_side=[40, 80], train=True)
+    assert min(ds._decode(0).shape[:2]) == 80  # cached at the largest size
+    sides = {min(ds._read(0).shape[:2]) for _ in range(40)}
+    assert min(sides) >= 40 and max(sides) <= 80 and len(sides) > 5
+    val = ColorizationDataset("skimage:val", crop_size=None, short_side=[40, 80], train=False)
+    assert min(val[0]["gt"].shape[1:]) == 40
+    with pytest.raises(ValueError, match="short_side"):
+        ColorizationDataset("skimage:val", crop_size=32, short_side=[80, 40])
+
+
+def test_training_crops_stay_upright(tmp_path: Path) -> None:
+    """Rows of one colour each (sky above, ground below): a flip keeps every row uniform; a 90-degree rotation
+    would turn rows into columns."""
+    import cv2
+
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :, 2] = np.linspace(0, 255, 64).astype(np.uint8)[:, None]  # red (BGR's last) grows downwards
+    cv2.imwrite(str(folder / "rows.png"), img)
+    ds = ColorizationDataset(str(folder), crop_size=32, train=True, repeat=20)
+    for i in range(20):
+        red = ds[i]["gt"][0]
+        assert torch.equal(red, red[:, :1].expand_as(red)), "a crop was rotated"
+        assert red[-1, 0] > red[0, 0], "a crop was turned upside down"

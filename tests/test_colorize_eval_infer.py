@@ -53,6 +53,14 @@ def test_evaluate_reports_model_and_grey_baseline(model: Path, tmp_path: Path) -
         assert report["fid_note"] and ours["fid"] is None
 
 
+def test_evaluate_scores_only_the_held_out_photos(model: Path, tmp_path: Path) -> None:
+    """colorize.holdout_every=N scores the photos a run trained with data.train.holdout_every=N never saw."""
+    photos = photo_folder(tmp_path / "photos", 3)  # photo0..2: every 2nd held out = photo0, photo2
+    report = evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={tmp_path / 'e'}",
+                                                "device=cpu", "colorize.holdout_every=2"]))
+    assert [im["image"] for im in report["methods"]["grey"]["images"]] == ["photo0.png", "photo2.png"]
+
+
 def test_evaluate_skips_grey_references_and_rejects_a_grey_only_folder(model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "grey"
     folder.mkdir()

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import albumentations as A
 import cv2
 import numpy as np
 
@@ -39,15 +40,35 @@ class GreyInput:
         return quantize(grey)
 
 
-def expand_sources(source: str | Sequence[str | Path]) -> str | list[Path]:
-    """A list may mix folders, "skimage[:split]" and files; HRImageDataset takes one source or a file list."""
+def holdout_split(paths: Sequence[Path], every: int | None, held_out: bool) -> list[Path]:
+    """Every `every`-th photo of a folder (sorted by name, the first included) is held out: `held_out=False`
+    keeps the others (training), True keeps only those (validation, benchmarks). None keeps all. A fixed
+    rule, not a random draw, so training and evaluation agree on any machine without a stored list."""
+    if every is None:
+        return list(paths)
+    if every < 2:
+        raise ValueError(f"holdout_every must be at least 2 (or null), got {every}")
+    ordered = sorted(paths, key=lambda p: p.name)
+    return [p for i, p in enumerate(ordered) if (i % every == 0) == held_out]
+
+
+def expand_sources(
+    source: str | Sequence[str | Path], holdout_every: int | None = None, held_out: bool = False
+) -> str | list[Path]:
+    """A list may mix folders, "skimage[:split]" and files; HRImageDataset takes one source or a file list.
+    holdout_every / held_out split each folder (see holdout_split); the scikit-image photos keep their named
+    split and single files are taken as given."""
     if isinstance(source, (str, Path)):
-        return str(source)
+        if holdout_every is None or not Path(source).is_dir():
+            return str(source)
+        source = [source]
     paths: list[Path] = []
     for item in source:
         text = str(item)
-        if text.startswith("skimage") or Path(text).is_dir():
+        if text.startswith("skimage"):
             paths += HRImageDataset._resolve_paths(text)
+        elif Path(text).is_dir():
+            paths += holdout_split(HRImageDataset._resolve_paths(text), holdout_every, held_out)
         elif text.startswith("hf:"):
             raise ValueError(f"{text}: a Hugging Face source cannot be combined with others in a list")
         else:
@@ -69,10 +90,15 @@ def with_optional(source: str | Sequence[str | Path], optional: Sequence[str | P
 
 class ColorizationDataset(HRImageDataset):
     """short_side: shrink each photo (once, before caching) so its shorter side is this many pixels; colour
-    needs context, and a small crop of a large photo shows a patch of texture rather than a scene.
+    needs context, and a small crop of a large photo shows a patch of texture rather than a scene. A range
+    [lo, hi] draws the size of each training item from it (photos are cached at hi): the same object seen at
+    several scales, which is what held-out photos are seen at; validation uses lo.
     best_of: draw this many random training crops and keep the most colourful one (the photos hold much sky,
     road and shadow; a chroma-regression model fed mostly those learns to desaturate everything).
-    optional_sources: folders added when they exist (see with_optional)."""
+    optional_sources: folders added when they exist (see with_optional).
+    holdout_every / held_out: hold every N-th photo of each folder out of training (see holdout_split).
+    Training crops are flipped left-right but never rotated: colour depends on which way is up (sky above,
+    ground below)."""
 
     def __init__(
         self,
@@ -81,8 +107,10 @@ class ColorizationDataset(HRImageDataset):
         train: bool = True,
         damage: OldPhotoDamage | None = None,
         best_of: int = 1,
-        short_side: int | None = None,
+        short_side: int | Sequence[int] | None = None,
         optional_sources: Sequence[str | Path] = (),
+        holdout_every: int | None = None,
+        held_out: bool = False,
         repeat: int = 1,
         seed: int = 0,
         hf_split: str = "train",
@@ -91,31 +119,57 @@ class ColorizationDataset(HRImageDataset):
     ) -> None:
         if best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {best_of}")
-        if short_side is not None and crop_size is not None and short_side < crop_size:
+        self.short_range = _short_side_range(short_side)
+        lo = None if self.short_range is None else self.short_range[0]
+        if lo is not None and crop_size is not None and lo < crop_size:
             raise ValueError(f"short_side {short_side} must be at least crop_size {crop_size}")
-        self.short_side = short_side
+        # cached at the largest size; training items are shrunk further per draw
+        self.short_side = None if self.short_range is None else self.short_range[1 if train else 0]
         source = with_optional(source, optional_sources)
         super().__init__(
-            expand_sources(source), GreyInput(damage), scale=1, crop_size=crop_size, train=train, repeat=repeat, seed=seed,
-            hf_split=hf_split, hf_image_column=hf_image_column, cache=cache,
+            expand_sources(source, holdout_every, held_out), GreyInput(damage), scale=1, crop_size=crop_size,
+            train=train, repeat=repeat, seed=seed, hf_split=hf_split, hf_image_column=hf_image_column, cache=cache,
         )
         self.best_of = best_of if train else 1  # validation items stay a pure function of the index
+        if train and crop_size:
+            self._augment = A.Compose([A.RandomCrop(crop_size, crop_size), A.HorizontalFlip()])
 
     def _check_sizes(self) -> None:
         if self.short_side is None:  # photos are resized to short_side >= crop_size otherwise
             super()._check_sizes()
 
     def _decode(self, i: int) -> np.ndarray:
-        img = super()._decode(i)
-        h, w = img.shape[:2]
-        if self.short_side is None or min(h, w) == self.short_side:
+        return _resize_short_side(super()._decode(i), self.short_side)
+
+    def _read(self, i: int) -> np.ndarray:
+        img = super()._read(i)
+        if not self.train or self.short_range is None or self.short_range[0] == self.short_range[1]:
             return img
-        f = self.short_side / min(h, w)
-        size = (max(self.short_side, round(w * f)), max(self.short_side, round(h * f)))  # cv2 takes (w, h)
-        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
-        return np.clip(cv2.resize(img, size, interpolation=interp), 0, 1)
+        lo, hi = self.short_range
+        return _resize_short_side(img, int(self._random.get().integers(lo, hi + 1)))
 
     def __getitem__(self, index: int) -> dict:
         draw = super().__getitem__  # (zero-argument super() does not work inside a comprehension)
         items = [draw(index) for _ in range(self.best_of)]
         return max(items, key=lambda item: float((item["gt"] - item["gt"].mean(0, keepdim=True)).abs().mean()))
+
+
+def _short_side_range(short_side: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if short_side is None:
+        return None
+    if isinstance(short_side, (int, np.integer)):
+        return int(short_side), int(short_side)
+    values = [int(v) for v in short_side]
+    if len(values) != 2 or not 0 < values[0] <= values[1]:
+        raise ValueError(f"short_side must be a size or a range [lo, hi] with 0 < lo <= hi, got {list(short_side)}")
+    return values[0], values[1]
+
+
+def _resize_short_side(img: np.ndarray, short_side: int | None) -> np.ndarray:
+    h, w = img.shape[:2]
+    if short_side is None or min(h, w) == short_side:
+        return img
+    f = short_side / min(h, w)
+    size = (max(short_side, round(w * f)), max(short_side, round(h * f)))  # cv2 takes (w, h)
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(img, size, interpolation=interp), 0, 1)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from restoregan.atomic import atomic_write_bytes
 from restoregan.data.color import luminance
-from restoregan.data.colorize_dataset import to_grey
+from restoregan.data.colorize_dataset import holdout_split, to_grey
 from restoregan.data.datasets import skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
 from restoregan.evaluation.report import crop_grid, detail_box, write_json, write_png
@@ -31,11 +31,12 @@ COLUMNS = [("psnr", "PSNR (dB, RGB)", 2), ("ssim", "SSIM (RGB)", 4), ("delta_e",
            ("colorfulness", "colourfulness", 1), ("fid", "FID", 1)]
 
 
-def colour_photos(source: str) -> list[Path]:
-    """A folder of colour photos, or "skimage:val" / "skimage:train" / "skimage:all" (the wheel's photos)."""
+def colour_photos(source: str, holdout_every: int | None = None) -> list[Path]:
+    """A folder of colour photos, or "skimage:val" / "skimage:train" / "skimage:all" (the wheel's photos).
+    holdout_every=N: only the folder's photos that training with `holdout_every: N` held out (every N-th)."""
     if source.startswith("skimage"):
         return skimage_photos(source.split(":")[1] if ":" in source else "val")
-    return list_images(source)
+    return holdout_split(list_images(source), holdout_every, held_out=True)
 
 
 def is_grey(img: np.ndarray) -> bool:
@@ -47,7 +48,7 @@ def evaluate_colorize(cfg: DictConfig, models: dict[str, LoadedGenerator], opts:
     """Score the grey baseline and `models` on cfg.hr_dir; write metrics.json, metrics.md, comparison.png."""
     ccfg = cfg.colorize
     source, out_dir = str(cfg.hr_dir), Path(cfg.out_dir)
-    paths = colour_photos(source)
+    paths = colour_photos(source, ccfg.get("holdout_every"))
     names = ["grey", *models]
     render = {name: model_render_size(ccfg.render_size, m) for name, m in models.items()}
     fids: dict[str, FID | None] = {name: None for name in names}
