@@ -238,7 +238,7 @@ def degradation_cases() -> dict[str, dict]:
                             fn=lambda x, r: damaged_pair(x, r, damage_q, film_q.data.train.grey)),
         "film_damage_128": dict(config="film_restore", patch_px=film.data.crop_size,
                                 fn=lambda x, r: damaged_pair(x, r, damage, film.data.train.grey)),
-        "grey": dict(config="colorize_quickstart (best_of=2: two patches per item)", patch_px=col_q.data.crop_size,
+        "grey": dict(config="colorize_quickstart", patch_px=col_q.data.crop_size,
                      fn=lambda x, r: grey(x, r)),
         "old_photo": dict(config="colorize (data=colorize_damaged)", patch_px=col.data.crop_size, fn=lambda x, r: old(x, r)),
     }

@@ -17,7 +17,7 @@ from train_utils import compose_train, tiny_overrides
 def _overrides(run_dir: Path, experiment: str) -> list[str]:
     return tiny_overrides(run_dir, experiment) + [
         "data.train.short_side=40", "data.val.short_side=32", "data.train.best_of=1", "data.train.repeat=2",
-        "model.grid_images=1", "data.train.optional_sources=[]", "pretrain_iters=1", "d_pretrain_iters=1", "gan_iters=1", "val_every=3",
+        "model.grid_images=1", "data.train.optional_sources=[]", "data.val.optional_sources=[]", "pretrain_iters=1", "d_pretrain_iters=1", "gan_iters=1", "val_every=3",
     ]
 
 
