@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from restoregan.data.color import chroma, compose, luminance
-from restoregan.data.colorize_dataset import _resize_short_side, holdout_split, to_grey
+from restoregan.data.colorize_dataset import holdout_split, resize_short_side, to_grey
 from restoregan.data.datasets import skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
+from restoregan.evaluation.colorize import colour_photos, is_grey
 from restoregan.gans.colorize_unet import ColorizeUNet
 from restoregan.losses.chroma import ChromaL1Loss, RebalancedChromaL1Loss
 from restoregan.metrics.color import colorfulness, delta_e
@@ -43,9 +44,10 @@ GAINS = (0.8, 1.0, 1.25, 1.5)
 
 
 def held_out_sets() -> dict[str, list[Path]]:
-    bsd = list_images(BENCH / "BSD100/x4/HR")
-    return {"skimage_val": skimage_photos("val"), "BSD100_held_out": holdout_split(bsd, 5, held_out=True),
-            "Set5": list_images(BENCH / "Set5/x4/HR"), "Set14": list_images(BENCH / "Set14/x4/HR")}
+    """The photos bench/colorize_quickstart.py scores, chosen as evaluate.py chooses them."""
+    return {"skimage_val": colour_photos("skimage:val"),
+            "BSD100_held_out": colour_photos(str(BENCH / "BSD100/x4/HR"), holdout_every=5),
+            "Set5": colour_photos(str(BENCH / "Set5/x4/HR")), "Set14": colour_photos(str(BENCH / "Set14/x4/HR"))}
 
 
 def loss_fn(opts: dict) -> torch.nn.Module:
@@ -60,7 +62,7 @@ def train(iters: int, opts: dict) -> ColorizeUNet:
     lo, hi = sides[0], sides[-1]
     crop, jitter = int(opts.get("crop", 64)), float(opts.get("gamma_jitter", 0))
     photos = skimage_photos("train") + holdout_split(list_images(BENCH / "BSD100/x4/HR"), 5, held_out=False)
-    images = [_resize_short_side(read_image(p), hi) for p in photos]
+    images = [resize_short_side(read_image(p), hi) for p in photos]
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     net = ColorizeUNet(encoder="resnet18", pretrained=False, decoder_channels=(128, 64, 48, 32, 16),
@@ -71,7 +73,7 @@ def train(iters: int, opts: dict) -> ColorizeUNet:
     for it in range(iters):
         crops = []
         for _ in range(16):
-            img = _resize_short_side(images[rng.integers(len(images))], int(rng.integers(lo, hi + 1)))
+            img = resize_short_side(images[rng.integers(len(images))], int(rng.integers(lo, hi + 1)))
             top, left = rng.integers(img.shape[0] - crop + 1), rng.integers(img.shape[1] - crop + 1)
             c = img[top : top + crop, left : left + crop]
             crops.append(to_tensor(np.ascontiguousarray(c[:, ::-1] if rng.random() < 0.5 else c)))
@@ -93,30 +95,30 @@ def train(iters: int, opts: dict) -> ColorizeUNet:
 def score(net: ColorizeUNet) -> dict:
     """Per set and pooled over every photo: delta E change relative to grey (%, + = better) and colourfulness
     ratio to the originals, for each chroma gain."""
-    per_set: dict[str, list[tuple]] = {}
+    per_set: dict[str, list[dict]] = {}  # what does not depend on the gain, computed once per photo
     for name, paths in held_out_sets().items():
         rows = []
         for path in paths:
             original = read_image(path)
+            if is_grey(original):
+                continue  # nothing to score colour against (as evaluate.py)
             grey = quantize(to_grey(original))
-            if np.abs(original - original.mean(2, keepdims=True)).max() < 1 / 255:
-                continue  # a grey photo: nothing to score colour against (as evaluate.py)
             lum = luminance(to_tensor(grey)[None])
             with torch.no_grad():
                 c = predict_chroma(net, lum, 64)
-            rows.append((original, grey, lum, c))
+            rows.append({"original": original, "lum": lum, "chroma": c, "grey": delta_e(grey, original),
+                         "colour_original": colorfulness(original)})
         per_set[name] = rows
     result: dict = {}
     for gain in GAINS:
         pooled = {"grey": [], "model": [], "colour": [], "original": []}
         for name, rows in per_set.items():
-            figures = {"grey": [], "model": [], "colour": [], "original": []}
-            for original, grey, lum, c in rows:
-                out = quantize(to_numpy(compose(lum, gain * c)[0]))
-                figures["grey"].append(delta_e(grey, original))
-                figures["model"].append(delta_e(out, original))
+            figures = {"grey": [r["grey"] for r in rows], "model": [], "colour": [],
+                       "original": [r["colour_original"] for r in rows]}
+            for r in rows:
+                out = quantize(to_numpy(compose(r["lum"], gain * r["chroma"])[0]))
+                figures["model"].append(delta_e(out, r["original"]))
                 figures["colour"].append(colorfulness(out))
-                figures["original"].append(colorfulness(original))
             result.setdefault(name, {})[str(gain)] = summary(figures)
             for k in pooled:
                 pooled[k] += figures[k]

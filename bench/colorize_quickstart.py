@@ -5,11 +5,11 @@ python bench/colorize_quickstart.py [extra train.py overrides]   -> bench/result
 python bench/colorize_quickstart.py --skip-train                  (re-score the last bench run)
 
 The bar (issue 3): at most 20 minutes of training on this machine; on colour photos it never saw, mean CIEDE2000
-delta E at least 10% below the grey input's and colourfulness at least half the originals'. The quickstart trains on
-the scikit-image training photos plus four fifths of BSD100 (`holdout_every: 5`); held out, and pooled for the
-verdict: the scikit-image validation photos and the other fifth of BSD100 (photos of the kind it trained on), and
-Set5 and Set14 HR (portraits and objects under warmer light: a different kind), each also reported alone. The footage in ../shared/data/footage
-is coloured by infer.py (contact sheets, flicker before/after stabilisation, luminance check).
+delta E at least 10% below the grey input's and colourfulness at least half the originals'. The quickstart trains
+on the scikit-image training photos plus four fifths of BSD100 (`holdout_every: 5`). Held out, each reported alone
+and all pooled for the verdict: the scikit-image validation photos and the other fifth of BSD100 (photos of the
+kind it trained on), Set5 and Set14 HR (portraits and objects under warmer light: another kind). The footage in
+../shared/data/footage is coloured by infer.py (contact sheets, flicker before/after stabilisation, luminance check).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "bench" / "results"
 RUN = ROOT / "runs" / "bench_colorize_quickstart"
-# BSD100 is training data of the quickstart (when present); these photos are not
 BENCH = SHARED / "benchmarks"
 # name -> (photos, extra evaluate.py arguments)
 HELD_OUT = {

@@ -139,14 +139,14 @@ class ColorizationDataset(HRImageDataset):
             super()._check_sizes()
 
     def _decode(self, i: int) -> np.ndarray:
-        return _resize_short_side(super()._decode(i), self.short_side)
+        return resize_short_side(super()._decode(i), self.short_side)
 
     def _read(self, i: int) -> np.ndarray:
         img = super()._read(i)
         if not self.train or self.short_range is None or self.short_range[0] == self.short_range[1]:
             return img
         lo, hi = self.short_range
-        return _resize_short_side(img, int(self._random.get().integers(lo, hi + 1)))
+        return resize_short_side(img, int(self._random.get().integers(lo, hi + 1)))
 
     def __getitem__(self, index: int) -> dict:
         draw = super().__getitem__  # (zero-argument super() does not work inside a comprehension)
@@ -165,7 +165,8 @@ def _short_side_range(short_side: int | Sequence[int] | None) -> tuple[int, int]
     return values[0], values[1]
 
 
-def _resize_short_side(img: np.ndarray, short_side: int | None) -> np.ndarray:
+def resize_short_side(img: np.ndarray, short_side: int | None) -> np.ndarray:
+    """(H, W, C) image scaled so its shorter side is `short_side` (area filter down, bicubic up); None = as is."""
     h, w = img.shape[:2]
     if short_side is None or min(h, w) == short_side:
         return img
