@@ -4,26 +4,24 @@ python evaluate.py [ckpt=PATH | ckpt='[A,B]'] hr_dir=DIR [lr_dir=DIR] scale=4 ou
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from restoregan import cli
 from restoregan.evaluation.run import evaluate
-from restoregan.pretrained import MissingWeightsError
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+@cli.task
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except (ValueError, MissingWeightsError) as err:
-        sys.exit(f"error: {err}")
+    cli.check_override_types(cfg)
+    evaluate(cfg)
     out = Path(cfg.out_dir)
     print((out / "metrics.md").read_text())
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'}, {out / 'comparison.png'}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

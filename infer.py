@@ -11,7 +11,6 @@ python infer.py pipeline=film input=reel.mp4 output=restored.mp4: restore, color
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -19,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from restoregan import cli
 from restoregan.data.io import list_images, read_image, to_numpy, to_tensor, write_image
 from restoregan.evaluation.run import load_models
 from restoregan.inference.tiled import prepare_for_inference, resolve_device, upscale
@@ -78,15 +78,14 @@ def infer(cfg: DictConfig) -> list[Path]:
 
 
 @hydra.main(config_path="conf", config_name="infer", version_base="1.3")
+@cli.task
 def main(cfg: DictConfig) -> None:
-    try:
-        targets = infer(cfg)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    cli.check_override_types(cfg)
+    targets = infer(cfg)
     where = targets[0] if len(targets) == 1 else f"{len(targets)} images in {Path(cfg.output)}"
     print(f"wrote {where}")
 
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    main()
+    cli.run(main)

@@ -1,6 +1,7 @@
 """Train a restoration GAN: python train.py experiment=sr_quickstart [overrides].
 
-Resume an interrupted run with the same overrides plus `ckpt_path=last`.
+Resume an interrupted run with the same overrides plus `ckpt_path=last`. Errors end in one line on stderr
+(RESTOREGAN_TRACEBACK=1 shows the traceback).
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from restoregan import cli
 from restoregan.training.run import train
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
+@cli.task
 def main(cfg: DictConfig) -> None:
+    cli.check_override_types(cfg)
     train(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

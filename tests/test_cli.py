@@ -1,0 +1,96 @@
+"""Every entry point answers in one line: restoregan.cli turns any failure into `error: <line>` on stderr."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from restoregan import cli
+from restoregan.data.io import ImageReadError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def _script(script: str, *args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    run_env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run_env.pop(cli.TRACEBACK_ENV, None)
+    run_env.update(env or {})
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=run_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        # a value of the wrong kind, before anything runs (train.py would have failed deep in Lightning)
+        ("train.py", ["pretrain_iters=abc"], "error: pretrain_iters=abc: expected an integer (default 1000)"),
+        # Hydra's own multi-line composition error, folded into one line
+        ("evaluate.py", ["no_such_key=1"], "error: Could not override 'no_such_key'."),
+        ("infer.py", ["ckpt=nowhere.safetensors", "input=.", "output=out"], "error: nowhere.safetensors: checkpoint not found"),
+    ],
+)
+def test_entry_points_fail_in_one_line(script: str, args: list[str], expected: str, tmp_path: Path) -> None:
+    proc = _script(script, *args, cwd=tmp_path)
+    lines = _stderr_lines(proc)
+    assert proc.returncode == cli.EXIT_ERROR, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(expected)
+
+
+def test_traceback_switch_shows_the_traceback(tmp_path: Path) -> None:
+    proc = _script("infer.py", "ckpt=nowhere.safetensors", "input=.", "output=out", "device=cpu",
+                   env={cli.TRACEBACK_ENV: "1"}, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("nowhere.safetensors: checkpoint not found")
+
+
+class _BadImages(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        raise ImageReadError(f"/data/img_{i}.png: not an image, or a corrupt one")
+
+
+def test_worker_exception_is_its_original_line() -> None:
+    # torch re-raises a worker's exception with the worker's traceback as the message
+    loader = DataLoader(_BadImages(), num_workers=1)
+    with pytest.raises(ImageReadError) as caught:
+        next(iter(loader))
+    assert "\n" in str(caught.value)
+    assert cli.one_line(caught.value) == "/data/img_0.png: not an image, or a corrupt one"
+
+
+def test_disk_full_names_the_path() -> None:
+    err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/runs/x/checkpoints/last.ckpt")
+    assert cli.one_line(err) == (
+        f"/runs/x/checkpoints/last.ckpt: {os.strerror(errno.ENOSPC)} (free some space or write elsewhere)"
+    )
+
+
+def test_unexpected_errors_keep_their_type_and_say_how_to_see_more() -> None:
+    line = cli.one_line(TypeError("unsupported operand\nsecond line"))
+    assert line.startswith("TypeError: unsupported operand")
+    assert cli.TRACEBACK_ENV in line and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    "value, default, fits",
+    [(3, 1000, True), ("abc", 1000, False), (True, 1000, False), (2.5, 1000, False), (1, 0.5, True),
+     ("x", 0.5, False), (None, 512, True), ("auto", "cpu", True), (0, "auto", True), ("yes", False, False),
+     ([1, 2], [3], True), (3, [3], False)],
+)
+def test_override_kinds(value, default, fits: bool) -> None:
+    assert cli._fits(value, default) is fits
