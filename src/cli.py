@@ -84,6 +84,10 @@ _QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|I
 
 def one_line(err: BaseException) -> str:
     """The message a user reads for `err`, on one line."""
+    if type(err).__name__ == "InstantiationException" and err.__cause__ is not None:
+        # Hydra wraps what a constructor raised ("Error in call to target ...: <the message>"); the cause is
+        # what the user can act on (a refused backbone file, a wrong path)
+        return one_line(err.__cause__)
     text = str(err).strip()
     if _WORKER.match(text):
         # torch re-raises a worker's exception with the worker's whole traceback as its message; the original

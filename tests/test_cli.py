@@ -94,3 +94,13 @@ def test_unexpected_errors_keep_their_type_and_say_how_to_see_more() -> None:
 )
 def test_override_kinds(value, default, fits: bool) -> None:
     assert cli._fits(value, default) is fits
+
+
+def test_hydra_instantiation_errors_report_their_cause() -> None:
+    from hydra.errors import InstantiationException
+
+    cause = ValueError("/cache/vgg19-dcbb9e9d.pth: its sha256 does not match")
+    try:
+        raise InstantiationException(f"Error in call to target 'x.Y':\n{cause!r}\nfull_key: loss") from cause
+    except InstantiationException as err:
+        assert cli.one_line(err) == "/cache/vgg19-dcbb9e9d.pth: its sha256 does not match"
