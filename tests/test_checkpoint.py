@@ -228,3 +228,119 @@ def test_pickled_code_is_not_executed(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not loaded for safety") as info:
         load_generator(path)
     assert_one_line_error(info, path)
+
+
+# --- files are data: weights-only loading, descriptions of plain data -----------------------------------
+def test_train_checkpoint_loads_weights_only(tmp_path: Path, lr: torch.Tensor) -> None:
+    """A real train.py checkpoint (a 2-iteration GAN run) is plain data: torch.load(weights_only=True) reads it
+    and load_generator, which never unpickles anything else, gives back the EMA generator."""
+    from train_utils import compose_train, tiny_overrides
+
+    from restoregan.training.run import train
+
+    result = train(compose_train(tiny_overrides(tmp_path) + ["pretrain_iters=1", "gan_iters=1"]))
+    raw = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert raw["restoregan"]["generator"]["_target_"] == "restoregan.gans.srresnet.SRResNet"
+    loaded = load_generator(result.last_checkpoint)
+    assert "EMA" in loaded.source and isinstance(loaded.net, SRResNet)
+    with torch.no_grad():
+        assert torch.equal(loaded.net(lr), result.module.net_g_ema.eval()(lr))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_archive_is_refused(tmp_path: Path) -> None:
+    """spandrel would torch.jit.load a .pt (TorchScript code); we refuse it, in one line."""
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(3, 3, 3), torch.rand(1, 3, 8, 8)), path)
+    with pytest.raises(CheckpointError, match="TorchScript archive") as info:
+        load_generator(path)
+    assert_one_line_error(info, path)
+
+
+def _export_with(tmp_path: Path, generator: dict | None = None, **description: object) -> Path:
+    net = SRResNet(num_feat=8, num_block=2, scale=4)
+    weights = save_export(tmp_path / "gen", net, SRRESNET_ARCH, {"task": "sr", "scale": 4})
+    yaml_path = weights.with_suffix(".yaml")
+    content = yaml.safe_load(yaml_path.read_text())
+    content.update(description)
+    if generator is not None:
+        content["generator"] = generator
+    yaml_path.write_text(yaml.safe_dump(content))
+    return weights
+
+
+@pytest.mark.parametrize(
+    ("generator", "expected"),
+    [
+        ({**SRRESNET_ARCH, "num_feat": {"_target_": "builtins.int"}},
+         "generator.num_feat: a nested object (_target_: builtins.int) is not allowed; only numbers, strings"),
+        ({**SRRESNET_ARCH, "num_feat": {"a": 1}}, "generator.num_feat: a mapping is not allowed"),
+        ({**SRRESNET_ARCH, "_partial_": True}, "generator._partial_: not allowed"),
+        ({**SRRESNET_ARCH, "_recursive_": False}, "generator._recursive_: not allowed"),
+        ({"_target_": "pathlib.Path"}, "generator._target_: pathlib.Path is not allowed"),
+        ({"_target_": "restoregan.gans.srresnet.torch.nn.Conv2d"}, "_target_: restoregan.gans.srresnet.torch.nn"),
+        ({"_target_": "restoregan.gans.checkpoint.Path"}, "unknown generator architecture restoregan.gans.checkpoint"),
+        ({"_target_": "restoregan.gans.srresnet.F"}, "unknown generator architecture restoregan.gans.srresnet.F"),
+        ({"_target_": ["restoregan.gans.srresnet.SRResNet"]}, "_target_: ['restoregan.gans.srresnet.SRResNet']"),
+    ],
+)
+def test_description_may_only_build_our_generators_from_plain_data(
+    tmp_path: Path, generator: dict, expected: str
+) -> None:
+    weights = _export_with(tmp_path, generator)
+    with pytest.raises(CheckpointError) as info:
+        load_generator(weights)
+    assert_one_line_error(info, weights.with_suffix(".yaml"))  # the file whose description is refused
+    assert expected in str(info.value)
+
+
+def test_description_of_a_huge_network_fails_on_its_weights(tmp_path: Path) -> None:
+    """num_block=10**9 is not built (for hours) before the weights are compared; num_feat=10**6 not allocated."""
+    for generator, expected in (({**SRRESNET_ARCH, "num_block": 10**9}, "far larger than the"),
+                                ({**SRRESNET_ARCH, "num_feat": 10**6}, "shape mismatches")):
+        weights = _export_with(tmp_path, generator)
+        with pytest.raises(CheckpointError, match=expected):
+            load_generator(weights)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [("{not json", "not a valid export description (invalid JSON"),
+     ('{"generator": {"_target_": "restoregan.gans.srresnet.SRResNet"}, "scale": "4"}', "scale: '4' is not a positive"),
+     ('[1, 2]', "its description is a list, not a mapping")],
+)
+def test_bad_safetensors_metadata_is_one_line(tmp_path: Path, metadata: str, expected: str) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "odd.safetensors"
+    save_file(SRResNet(num_feat=8, num_block=2, scale=4).state_dict(), path,
+              metadata={"format": "pt", "restoregan": metadata})
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path)
+    assert expected in str(info.value)
+    assert_one_line_error(info, path)
+
+
+def test_colorizer_export_needs_no_imagenet_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export trained from ImageNet weights says `pretrained: true`; every weight comes from the file, so
+    loading it must neither fetch nor read a backbone (offline here, with an empty cache)."""
+    import urllib.error
+
+    from restoregan.gans.colorize_unet import ColorizeUNet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("offline (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    net = perturb(ColorizeUNet("resnet18", pretrained=False, decoder_channels=[16, 16, 16, 8, 8]), 6)
+    arch = {"_target_": "restoregan.gans.colorize_unet.ColorizeUNet", "encoder": "resnet18", "pretrained": True,
+            "decoder_channels": [16, 16, 16, 8, 8]}
+    weights = save_export(tmp_path / "colorizer", net, arch, {"task": "colorize", "scale": 1})
+    loaded = load_generator(weights)
+    assert loaded.arch == arch
+    lum = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.net(lum), net(lum))

@@ -95,7 +95,8 @@ def test_pretrained_encoder_offline_names_the_file_and_the_switch(tmp_path, monk
     def no_download(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("offline (test)")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # get_dir() then follows TORCH_HOME
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     with pytest.raises(MissingWeightsError) as info:
         ColorizeUNet("resnet18", pretrained=True)
     message = str(info.value)

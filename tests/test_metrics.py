@@ -142,16 +142,23 @@ def test_lpips_random_backbone_is_a_distance() -> None:
 
 
 def test_lpips_loads_cached_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A backbone checkpoint in the hub cache is what LPIPS uses (squeeze: the 5 MB one; random values)."""
+    """A backbone checkpoint in the hub cache is what LPIPS uses (squeeze: the 5 MB one; random values, published
+    under a name carrying their own sha256 prefix, as torchvision's files carry theirs)."""
+    import hashlib
+
     import torchvision
 
-    from restoregan.metrics.lpips import BACKBONE_URLS, LPIPS
+    from restoregan.metrics import lpips as lpips_module
+    from restoregan.metrics.lpips import LPIPS
 
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     state = torchvision.models.squeezenet1_1().state_dict()
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
-    torch.save(state, cache / Path(BACKBONE_URLS["squeeze"]).name)
+    torch.save(state, tmp_path / "random.pth")
+    name = f"squeezenet1_1-{hashlib.sha256((tmp_path / 'random.pth').read_bytes()).hexdigest()[:8]}.pth"
+    (tmp_path / "random.pth").rename(cache / name)
+    monkeypatch.setitem(lpips_module.BACKBONE_URLS, "squeeze", f"https://example.invalid/{name}")
     metric = LPIPS(net="squeeze")
     trunk = metric.model.net.state_dict()
     assert torch.equal(trunk["slice1.0.weight"], state["features.0.weight"])

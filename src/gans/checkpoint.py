@@ -17,18 +17,30 @@ The same description is also stored in the safetensors metadata, so the weights 
 3. a community model file spandrel recognises (`.pth`, `.pt`, `.safetensors`). ESRGAN-family x4/x2/x1 state
    dicts (BasicSR key names, or the 2018 `model.N` layout, optionally wrapped in `params_ema`) are loaded
    into our RRDBNet with sizes inferred from the weights; anything else (x8, ESRGAN+, SwinIR, ...) runs
-   through spandrel. `.pth` files are unpickled weights-only; `.ckpt` files are trusted (Lightning's).
+   through spandrel's architecture detection.
 Errors are `CheckpointError` (a ValueError) with a one-line message starting with the path.
+
+Model files are data, never code. Every pickle-based file (`.pth`, `.pt`, `.ckpt`, `.bin`) is read with
+`torch.load(weights_only=True)`, and a file that holds Python objects besides tensors and plain containers
+(a pickled callable, a TorchScript archive) is refused, never unpickled. A description (the export yaml, the
+`restoregan` safetensors metadata, the `restoregan` dict of a `.ckpt`) may only name a network class defined
+in a `restoregan.gans.*` module, with plain-data keyword arguments (numbers, strings, booleans, lists), and
+the class is called directly: no Hydra `instantiate`, so no nested `_target_`, `_partial_`, `_args_` or
+interpolation is ever evaluated (see `build_generator`).
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import pickle
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import yaml
@@ -36,7 +48,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from restoregan.atomic import atomic_write
+from restoregan.atomic import Staged
 
 FORMAT_VERSION = 1
 RRDBNET_TARGET = "restoregan.gans.rrdbnet.RRDBNet"
@@ -91,8 +103,9 @@ def save_export(path: str | Path, net: nn.Module, arch: Mapping[str, Any], meta:
     weights, config = Path(f"{base}.safetensors"), Path(f"{base}.yaml")
     state = plain_state_dict(net)
     metadata = {"format": "pt", "restoregan": json.dumps(description)}
-    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
-    atomic_write(config, lambda tmp: Path(tmp).write_text(yaml.safe_dump(description, sort_keys=False)))
+    with Staged() as staged:  # both files written aside, renamed together: never new weights with an old yaml
+        staged.write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
+        staged.write(config, lambda tmp: Path(tmp).write_text(yaml.safe_dump(description, sort_keys=False)))
     return weights
 
 
@@ -114,8 +127,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
 
 def _read_description(path: Path) -> dict:
     try:
-        description = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        description = yaml.safe_load(path.read_text())  # plain data only: no tags, no Python objects
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: not an export description (invalid YAML: {_first_line(err)})") from None
     if not isinstance(description, dict) or "generator" not in description:
         raise CheckpointError(f"{path}: not an export description (no `generator` key)")
@@ -135,12 +148,21 @@ def _load_safetensors(path: Path) -> LoadedGenerator:
     sibling = path.with_suffix(".yaml")
     if sibling.is_file():  # our export; a yaml without a `generator` key belongs to something else
         try:
-            return _from_description(path, _read_description(sibling), state, "restoregan export")
+            description = _read_description(sibling)
         except CheckpointError as err:
             if not str(err).startswith(f"{sibling}: not an export description"):
                 raise
+        else:  # a refused description names the yaml, weights that do not fit name this file
+            return _from_description(sibling, description, state, "restoregan export", weights_path=path)
     if "restoregan" in metadata:  # an export whose yaml was not copied along
-        return _from_description(path, json.loads(metadata["restoregan"]), state, "restoregan export")
+        try:
+            description = json.loads(metadata["restoregan"])
+        except (ValueError, RecursionError) as err:
+            raise CheckpointError(
+                f"{path}: its `restoregan` metadata is not a valid export description (invalid JSON: "
+                f"{_first_line(err)})"
+            ) from None
+        return _from_description(path, description, state, "restoregan export")
     return _from_state_dict(path, state)
 
 
@@ -152,21 +174,42 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         raise CheckpointError(f"{path}: not a checkpoint (unreadable safetensors: {_first_line(err)})") from None
 
 
-def _load_pickle(path: Path) -> LoadedGenerator:
+def torch_load_weights_only(path: str | Path, mmap: bool = False) -> Any:
+    """`torch.load(path, weights_only=True)` on CPU, its refusals turned into one-line `CheckpointError`s: a file
+    holding Python objects besides tensors and plain containers (a pickled callable, a TorchScript archive) is
+    never unpickled, and torch's advice to load it unsafely is not passed on. For every loader of a user's
+    file (train.py's resume too)."""
+    path = Path(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch announces a TorchScript archive before refusing it (below)
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "weights_only" not in str(err):  # not a pickle at all
+        text = str(err)
+        if "weights_only" not in text and "Weights only" not in text:  # not a pickle at all
             raise CheckpointError(f"{path}: not a checkpoint (torch.load cannot read it: {_first_line(err)})") from None
-        if path.suffix != ".ckpt":
-            # Python objects besides tensors: spandrel's restricted unpickler admits a few more (numpy, ...)
-            return _from_spandrel_file(path)
-        # Lightning checkpoints pickle hyperparameters (e.g. optimizer partials) that the weights-only
-        # unpickler refuses; a .ckpt is trusted like any Lightning checkpoint you resume from.
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        found = re.search(r"GLOBAL (\S+)", text) or re.search(r"global[: ]+`?([\w.]+)", text, re.IGNORECASE)
+        what = f" (it refers to {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path}: holds Python objects besides weights{what}, so it is not loaded for safety; "
+            "use a file of plain tensors (.safetensors, or a .pth state dict)"
+        ) from None
+    except OSError:
+        raise  # unreadable: the OSError names the path
     except Exception as err:  # zip/EOF/format errors: not a torch file at all
+        if "TorchScript" in str(err):
+            raise CheckpointError(
+                f"{path}: a TorchScript archive (it holds code, not only weights), so it is not loaded for "
+                "safety; use a file of plain tensors (.safetensors, or a .pth state dict)"
+            ) from None
         reason = f"{type(err).__name__}: {_first_line(err)}"
         raise CheckpointError(f"{path}: not a checkpoint (torch.load cannot read it: {reason})") from None
+
+
+def _load_pickle(path: Path) -> LoadedGenerator:
+    """`.ckpt` / `.pth` / `.pt` / `.bin`: always weights-only. Real train.py checkpoints load that way (their
+    hyperparameters are plain data); a file that needs more is refused, whatever its suffix."""
+    obj = torch_load_weights_only(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__}, not a state dict)")
     if "restoregan" in obj and "state_dict" in obj:
@@ -177,8 +220,10 @@ def _load_pickle(path: Path) -> LoadedGenerator:
 def _from_lightning(path: Path, ckpt: Mapping[str, Any]) -> LoadedGenerator:
     """train.py checkpoint: generator weights under `net_g_ema.` (preferred) or `net_g.`."""
     state = ckpt["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: Lightning checkpoint whose state_dict is a {type(state).__name__}")
     for prefix, which in (("net_g_ema.", "EMA generator"), ("net_g.", "generator")):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
         if sub:
             break
     else:
@@ -188,53 +233,189 @@ def _from_lightning(path: Path, ckpt: Mapping[str, Any]) -> LoadedGenerator:
 
 
 def _from_description(
-    path: Path, description: Mapping[str, Any], state: dict[str, Tensor], source: str
+    path: Path, description: Any, state: Mapping[str, Any], source: str, weights_path: Path | None = None
 ) -> LoadedGenerator:
-    """Build the generator its `_target_` config names and load `state` into it."""
-    from hydra.utils import get_class, instantiate  # hydra is heavy; only the loaders that need it pay for it
-
-    arch = description.get("generator") if isinstance(description, Mapping) else None
+    """Build the generator the description in `path` names (`build_generator`) and load `state` (from
+    `weights_path`, by default the same file) into it."""
+    if not isinstance(description, Mapping):
+        raise CheckpointError(f"{path}: its description is a {type(description).__name__}, not a mapping")
+    for key in description:
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: description key {key!r} is not a string")
+    arch = description.get("generator")
     if not isinstance(arch, Mapping) or "_target_" not in arch:
         raise CheckpointError(f"{path}: its description names no generator `_target_`")
-    arch = dict(arch)
+    task = description.get("task", "sr")
+    if not isinstance(task, str):
+        raise CheckpointError(f"{path}: task: {_short(repr(task))} is not a task name")
+    scale = description.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+        raise CheckpointError(f"{path}: scale: {_short(repr(scale))} is not a positive integer")
+    meta = {k: plain_value(path, k, v) for k, v in description.items()
+            if k not in ("generator", "task", "scale", "format_version")}
+    net, arch = build_generator(path, arch, state, weights_path)
+    scale = scale if scale is not None else int(getattr(net, "scale", 1))
+    return LoadedGenerator(net, scale, task, arch, f"{source}: {arch['_target_']}", meta)
+
+
+# --- descriptions: only our own generator classes, from plain data --------------------------------
+GENERATOR_PACKAGE = "restoregan.gans"
+_TARGET = re.compile(r"restoregan\.gans\.([A-Za-z]\w*)\.([A-Za-z]\w*)")
+PLAIN_DATA = "only numbers, strings, booleans and lists"
+_MAX_ITEMS = 1000  # list entries in one description; YAML aliases can nest lists into exponential sizes
+_MAX_DEPTH = 4
+
+
+def generator_class(path: Path, target: Any) -> type[nn.Module]:
+    """The class `target` names, if it is a network class defined in a `restoregan.gans.<module>`.
+
+    The string is checked before anything is imported, so `builtins.open`, `pathlib.Path` or
+    `torch.load` never get near an import; `restoregan.gans.x.torch.load`-style attribute paths fail the
+    pattern, and a name a module merely imports (`restoregan.gans.checkpoint.Path`) fails the
+    `__module__` check."""
+    match = _TARGET.fullmatch(target) if isinstance(target, str) else None
+    if match is None:
+        raise CheckpointError(
+            f"{path}: generator._target_: {_short(target)} is not allowed; an export may only name a generator "
+            f"class of this project ({GENERATOR_PACKAGE}.<module>.<Class>)"
+        )
+    module_name = f"{GENERATOR_PACKAGE}.{match.group(1)}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise CheckpointError(f"{path}: unknown generator architecture {target} (no module {module_name})") from None
+    cls = vars(module).get(match.group(2))
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == module_name):
+        raise CheckpointError(
+            f"{path}: unknown generator architecture {target} ({module_name} defines no network class "
+            f"{match.group(2)})"
+        )
+    return cls
+
+
+def plain_value(path: Path, where: str, value: Any, _budget: list[int] | None = None, _depth: int = 0) -> Any:
+    """`value` if it is plain data (None, bool, int, float, str, lists of those), else a one-line refusal
+    naming the file and the key. Tuples (a weights-only `.ckpt` may hold them) come back as lists."""
+    budget = _budget if _budget is not None else [_MAX_ITEMS]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        budget[0] -= len(value)
+        if budget[0] < 0 or _depth >= _MAX_DEPTH:
+            raise CheckpointError(f"{path}: {where}: a list too large or too deeply nested for a model description")
+        return [plain_value(path, f"{where}[{i}]", v, budget, _depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        what = f"a nested object (_target_: {_short(value['_target_'])})" if "_target_" in value else "a mapping"
+    else:
+        what = f"a {type(value).__name__}"
+    raise CheckpointError(f"{path}: {where}: {what} is not allowed; {PLAIN_DATA}")
+
+
+def build_generator(
+    path: Path, arch: Mapping[str, Any], state: Mapping[str, Any], weights_path: Path | None = None
+) -> tuple[nn.Module, dict]:
+    """The one way a description becomes a network: `cls(**kwargs)` for an allowed class (`generator_class`)
+    and plain-data kwargs (`plain_value`), with `state` loaded strictly. Returns the net and the validated
+    `{_target_, **kwargs}`.
+
+    Hydra directives (`_partial_`, `_args_`, `_recursive_`, `_convert_`) are refused, never interpreted. The
+    network is first built on the meta device (no memory) and checked against the file's tensors, so a
+    description asking for a huge network fails on shapes instead of allocating it."""
+    cls = generator_class(path, arch.get("_target_"))
+    budget, kwargs = [_MAX_ITEMS], {}
+    for key, value in arch.items():
+        if key == "_target_":
+            continue
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            raise CheckpointError(
+                f"{path}: generator.{key}: not allowed; a description holds the class's keyword arguments "
+                f"({PLAIN_DATA}), no Hydra directives"
+            )
+        kwargs[key] = plain_value(path, f"generator.{key}", value, budget)
     target = arch["_target_"]
+    name = f"{target}({_kwargs_str(kwargs)})"
+    build_kwargs = dict(kwargs)
+    if "pretrained" in inspect.signature(cls).parameters:
+        build_kwargs["pretrained"] = False  # every weight comes from the file: no ImageNet backbone to fetch
+    tensors = [v for v in state.values() if isinstance(v, Tensor)]
     try:
-        get_class(target)
+        with torch.device("meta"), _registrations_at_most(len(tensors)):
+            shaped = cls(**build_kwargs)
     except Exception as err:
-        raise CheckpointError(f"{path}: unknown generator architecture {target} ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: cannot build {name}: {_first_line(err)}") from None
+    _check_weights(weights_path or path, shaped, state, name)
     try:
-        net = instantiate(arch)
+        net = cls(**build_kwargs)
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot build {target}({_kwargs_str(arch)}): {_first_line(err)}") from None
-    _load_weights(path, net, state, f"{target}({_kwargs_str(arch)})")
-    scale = int(description.get("scale", getattr(net, "scale", 1)))
-    meta = {k: v for k, v in description.items() if k not in ("generator", "task", "scale", "format_version")}
-    return LoadedGenerator(net, scale, str(description.get("task", "sr")), arch, f"{source}: {target}", meta)
+        raise CheckpointError(f"{path}: cannot build {name}: {_first_line(err)}") from None
+    net.load_state_dict(state)
+    return net, {"_target_": target, **kwargs}
 
 
-def _load_weights(path: Path, net: nn.Module, state: Mapping[str, Tensor], arch_name: str) -> None:
-    """load_state_dict(strict) with a one-line summary instead of PyTorch's per-key dump."""
+class _TooLarge(Exception):
+    pass
+
+
+@contextmanager
+def _registrations_at_most(tensors: int) -> Iterator[None]:
+    """Stop a constructor once it registered far more parameters, buffers and submodules than `tensors` (the
+    file's) could fill: a description with num_block=10**9 would otherwise run for hours."""
+    from torch.nn.modules import module as torch_module
+
+    count, limit = 0, 8 * tensors + 256  # generous: spectral norm re-registers, activations hold no tensors
+
+    def hook(*args: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise _TooLarge(f"the network it describes is far larger than the {tensors} weight tensors in the file")
+
+    handles = [torch_module.register_module_parameter_registration_hook(hook),
+               torch_module.register_module_buffer_registration_hook(hook),
+               torch_module.register_module_module_registration_hook(hook)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_weights(path: Path, net: nn.Module, state: Mapping[str, Any], arch_name: str) -> None:
+    """Strict key and shape check with a one-line summary instead of PyTorch's per-key dump."""
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    shapes = [k for k in expected if k in state
+              and (not isinstance(state[k], Tensor) or tuple(state[k].shape) != tuple(expected[k].shape))]
     if missing or unexpected or shapes:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {_short(unexpected[0])})")
         if shapes:
             k = shapes[0]
+            held = tuple(state[k].shape) if isinstance(state[k], Tensor) else f"a {type(state[k]).__name__}"
             parts.append(
-                f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} in the file, "
+                f"{len(shapes)} shape mismatches (e.g. {k}: {held} in the file, "
                 f"{tuple(expected[k].shape)} in the model)"
             )
         raise CheckpointError(
             f"{path}: weights do not fit {arch_name} named in its config; a checkpoint of another "
             f"architecture or size? {'; '.join(parts)}"
         )
+
+
+def _load_weights(path: Path, net: nn.Module, state: Mapping[str, Tensor], arch_name: str) -> None:
+    """load_state_dict(strict) with a one-line summary instead of PyTorch's per-key dump."""
+    _check_weights(path, net, state, arch_name)
     net.load_state_dict(state)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kwargs_str(arch: Mapping[str, Any]) -> str:
@@ -343,19 +524,6 @@ class SpandrelGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (b, c, h, w) -> (b, c_out, h*scale, w*scale)
         return self.descriptor(x)
-
-
-def _from_spandrel_file(path: Path) -> LoadedGenerator:
-    import spandrel
-
-    try:
-        state = spandrel.ModelLoader("cpu").load_state_dict_from_file(path)
-    except Exception as err:
-        raise CheckpointError(
-            f"{path}: not a checkpoint (it pickles Python objects besides weights, which are not loaded for "
-            f"safety: {type(err).__name__}: {_first_line(err)})"
-        ) from None
-    return _from_spandrel(path, state)
 
 
 def _from_spandrel(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:

@@ -52,10 +52,24 @@ class FID:
 
     @classmethod
     def create(cls, device: torch.device) -> tuple[FID | None, str | None]:
+        """A cached Inception file that fails its hash check raises WeightsHashError (never loaded); missing
+        pieces give (None, reason)."""
+        from restoregan.pretrained import FID_INCEPTION_URL, WeightsHashError, verified_weights_file
+
         try:
             from torchmetrics.image.fid import FrechetInceptionDistance
+            from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
 
-            return cls(FrechetInceptionDistance(feature=2048, normalize=True).to(device)), None
+            if not _TORCH_FIDELITY_AVAILABLE:
+                raise ModuleNotFoundError("torch-fidelity is not installed")
+            # torch-fidelity would fetch it with an unchecked, unpickling torch.hub load; a verified path
+            # makes it torch.load the file we checked instead
+            weights = verified_weights_file(FID_INCEPTION_URL, "FID Inception", "colorize.fid",
+                                            fallback="or run evaluate.py with colorize.fid=false")
+            metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(weights))
+            return cls(metric.to(device)), None
+        except WeightsHashError:
+            raise
         except Exception as err:  # torch-fidelity missing, or its Inception weights not downloadable
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             return None, (

@@ -3,12 +3,15 @@
 `lpips.LPIPS(pnet_rand=False)` would fetch the ImageNet backbone through torchvision's legacy
 `pretrained=True` path and fail offline with a bare URLError. Instead the backbone is built random
 (`pnet_rand=True`) and its weights come through `restoregan.pretrained`, which raises
-`MissingWeightsError` naming the file and TORCH_HOME. The linear calibration layers ship in the lpips wheel.
+`MissingWeightsError` naming the file and TORCH_HOME, and checks a cached file against the sha256 in its name
+before reading it weights-only. The linear calibration layers ship in the lpips wheel (trusted, as the package
+itself is); they too are read here with `weights_only=True` rather than by lpips' own plain `torch.load`.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import lpips
 import torch
@@ -45,7 +48,9 @@ class LPIPS(nn.Module):
         )
         with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=` argument
             warnings.simplefilter("ignore", UserWarning)
-            self.model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False)
+            # pretrained=False: lpips would torch.load its linear layers itself; they are loaded below
+            self.model = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
+        _load_linear_layers(self.model, net)
         if state is not None:
             _load_backbone(self.model.net, state)
         self.model.eval().requires_grad_(False)
@@ -57,6 +62,15 @@ class LPIPS(nn.Module):
         if pred.dim() == 3:
             pred, target = pred[None], target[None]
         return self.model(pred.float(), target.float(), normalize=True).flatten()  # normalize: [0,1] -> [-1,1]
+
+
+def _load_linear_layers(model: nn.Module, net: str) -> None:
+    """The calibrated 1x1 `lin*` layers of LPIPS v0.1, from the file inside the installed lpips package."""
+    path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected or not state:
+        raise ValueError(f"{path}: not the LPIPS linear layers of {net} (unexpected keys {unexpected[:3]})")
 
 
 def _load_backbone(trunk: nn.Module, state: dict[str, Tensor]) -> None:

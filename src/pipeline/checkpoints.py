@@ -1,5 +1,10 @@
 """Which checkpoint each stage runs: `stages.<stage>.ckpt=PATH`, or by default the newest export of the stage's
-task under `runs/*/export/*.yaml` (the task is read from the yaml, newest by modification time)."""
+task under `runs/*/export/*.yaml` (the task is read from the yaml, newest by modification time).
+
+Finding an export only reads its yaml as plain data (`yaml.safe_load`); the export picked, named on the command
+line or not, is then loaded by `load_generator` like any other, through the same checks (weights-only files,
+descriptions that may only build this project's generators), so a crafted export dropped into runs/ is refused
+in one line naming it."""
 
 from __future__ import annotations
 
