@@ -19,26 +19,26 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from restoregan import cli
-from restoregan.data.io import list_images, read_image, to_numpy, to_tensor, write_image
+from restoregan.data.io import list_images, read_image, set_max_pixels, to_numpy, to_tensor, write_image
 from restoregan.evaluation.run import load_models
 from restoregan.inference.tiled import prepare_for_inference, resolve_device, upscale
+from restoregan.outputs import Inputs, one_target_each, prepare_outputs
 
 
-def output_paths(inputs: list[Path], output: Path, scale: int) -> list[Path]:
-    """`<output>/<stem>_x<scale>.png` for each input; refuses to overwrite an input or write one file twice."""
+def output_paths(
+    inputs: list[Path], output: Path, scale: int, source: Path | None = None, ckpt: str | Path | None = None
+) -> list[Path]:
+    """`<output>/<stem>_x<scale>.png` for each input; refuses to overwrite an input (the images, the `source`
+    folder they came from, the model files of `ckpt`) or to write one file twice; removes the temps a killed
+    run left beside the targets."""
     targets = [output / f"{p.stem}_x{scale}.png" for p in inputs]
-    sources = {p.resolve() for p in inputs}
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, targets):
-        if dst.resolve() in sources:
-            raise ValueError(f"{dst}: output would overwrite an input image; choose another output folder")
-        if dst.resolve() in seen:
-            raise ValueError(f"{dst}: both {seen[dst.resolve()]} and {src} would be written there (same stem)")
-        seen[dst.resolve()] = src
+    one_target_each(inputs, targets)
+    prepare_outputs(Inputs([*inputs, source]).add_models([ckpt]), targets)
     return targets
 
 
 def infer(cfg: DictConfig) -> list[Path]:
+    set_max_pixels(cfg.max_pixels)  # checked from each image's header before it is decoded
     if cfg.pipeline is not None:  # pipeline=film: stages with their own checkpoints (restoregan.pipeline)
         from restoregan.pipeline.run import run_pipeline
 
@@ -68,7 +68,7 @@ def infer(cfg: DictConfig) -> list[Path]:
     if model.task != "sr":
         raise ValueError(f"{cfg.ckpt}: a {model.task!r} model, which infer.py does not know")
     inputs = list_images(source) if source.is_dir() else [source]
-    targets = output_paths(inputs, output, model.scale)
+    targets = output_paths(inputs, output, model.scale, source, cfg.ckpt)
     output.mkdir(parents=True, exist_ok=True)
     for src, dst in tqdm(list(zip(inputs, targets)), desc=f"x{model.scale} on {device}", unit="img"):
         lr = to_tensor(read_image(src))

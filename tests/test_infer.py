@@ -160,5 +160,5 @@ def test_cli_upscales_a_folder(tmp_path: Path) -> None:
     refused = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0
     assert refused.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'in' / 'a_x4.png'}: output would overwrite an input image; choose another output folder"
+        f"error: {tmp_path / 'in' / 'a_x4.png'}: output would overwrite an input; choose another output name or folder"
     ]

@@ -19,6 +19,8 @@ the container takes their codec, else re-encoded to AAC).
 
 from __future__ import annotations
 
+import errno
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,6 +29,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from restoregan.data.io import ImageReadError, list_images, read_image
 
@@ -220,6 +223,15 @@ def has_audio(source: str | Path) -> bool:
         return bool(container.streams.audio)
 
 
+def _subsampled(pix_fmt: str) -> tuple[bool, bool]:
+    """Whether the format halves its chroma horizontally, vertically (ValueError: not a pixel format)."""
+    components = av.VideoFormat(pix_fmt, 2, 2).components
+    return any(c.width < 2 for c in components), any(c.height < 2 for c in components)
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     return img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
@@ -304,9 +316,13 @@ class VideoWriter:
     numbered at `rate`.
 
     `codec`: libx264 (with `crf`), ffv1 (lossless), or any FFmpeg video encoder; `pix_fmt="auto"` picks yuv420p
-    for H.264 when both sides are even (plays everywhere), else yuv444p, and bgr0 (lossless RGB) for FFV1.
+    for H.264 when both sides are even (plays everywhere), else yuv444p, and bgr0 (lossless RGB) for FFV1. A
+    chroma-subsampled pix_fmt (yuv420p, yuv422p, nv12, ...) cannot hold an odd side: such frames are encoded in
+    the codec's unsubsampled format (yuv444p for H.264; the exact picture at its size) with a one-line notice.
     `container_format`: mp4 | mov | matroska (the temp file's name has no telling suffix). `audio_from`: a file
-    whose first audio stream is carried along (see `AudioCarrier`), cut at `audio_end` seconds when given."""
+    whose first audio stream is carried along (see `AudioCarrier`), cut at `audio_end` seconds when given.
+    `name`: the output the user asked for, named in messages instead of the temp file; `config`: the block of
+    the options (`restore` -> `restore.pix_fmt`, `restore.codec`), named in messages as what to change."""
 
     def __init__(
         self,
@@ -318,11 +334,21 @@ class VideoWriter:
         container_format: str = "mp4",
         audio_from: str | Path | None = None,
         audio_end: float | None = None,
+        name: str | Path | None = None,
+        config: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.name = Path(name) if name is not None else self.path
+        self.pix_fmt_key = f"{config}.pix_fmt" if config else "pix_fmt"
         self.container = av.open(str(path), mode="w", format=container_format)
         self.rate = Fraction(rate).limit_denominator(100000)
-        self.stream = self.container.add_stream(codec, rate=self.rate)
+        try:
+            self.stream = self.container.add_stream(codec, rate=self.rate)
+        except (ValueError, av.error.FFmpegError) as err:  # UnknownCodecError is a ValueError
+            self.container.close()
+            key = f"{config}.codec" if config else "codec"
+            raise ValueError(f"{self.name}: this FFmpeg cannot encode video with {codec!r} ({_first_line(err)}); "
+                             f"set {key}= another encoder, e.g. libx264") from None
         self.pix_fmt = pix_fmt
         if crf is not None:
             self.stream.options = {"crf": str(crf)}
@@ -331,39 +357,81 @@ class VideoWriter:
         except BaseException:
             self.container.close()
             raise
-        self.opened, self.count = False, 0
+        self.opened, self.failed, self.count = False, False, 0
 
     def _choose_pix_fmt(self, h: int, w: int) -> str:
-        if self.pix_fmt != "auto":
+        codec = self.stream.codec_context.name
+        if self.pix_fmt == "auto":
+            if codec == "ffv1":
+                return "bgr0"
+            return "yuv444p" if h % 2 or w % 2 else "yuv420p"
+        try:
+            sub_w, sub_h = _subsampled(self.pix_fmt)
+        except ValueError:
+            raise ValueError(f"{self.name}: {self.pix_fmt_key}={self.pix_fmt} is not a pixel format FFmpeg knows; "
+                             "use e.g. yuv420p, yuv444p or auto") from None
+        if not ((sub_w and w % 2) or (sub_h and h % 2)):
             return self.pix_fmt
-        if self.stream.codec_context.name == "ffv1":
-            return "bgr0"
-        return "yuv444p" if h % 2 or w % 2 else "yuv420p"
+        formats = av.Codec(codec, "w").video_formats or ()
+        whole = [f.name for f in formats if len(f.components) >= 3 and not any(_subsampled(f.name))]
+        if not whole:  # e.g. mpeg4 knows only yuv420p, and pads odd sides itself
+            return self.pix_fmt
+        choice = "yuv444p" if "yuv444p" in whole else whole[0]
+        tqdm.write(f"{self.name}: frames are {w}x{h}; {self.pix_fmt} needs even sides, so encoding {choice} "
+                   f"instead (exact size; some players, e.g. browsers, play only yuv420p: set {self.pix_fmt_key} "
+                   "to choose)", file=sys.stderr)  # its own line, also under a progress bar
+        return choice
+
+    def _open(self, h: int, w: int, tb: Fraction | None) -> None:
+        pix_fmt = self._choose_pix_fmt(h, w)
+        try:
+            self.stream.pix_fmt = pix_fmt
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {self.pix_fmt_key}={pix_fmt}: {_first_line(err)}") from None
+        self.stream.width, self.stream.height = w, h
+        # kept apart: muxers may change the stream's time base once the header is written (Matroska to
+        # 1/1000, mp4 to a finer one), and frames must be read in the base their pts were given in
+        self.tb = tb if tb is not None else 1 / self.rate
+        self.stream.time_base = self.stream.codec_context.time_base = self.tb
+        self.opened = True
 
     def write(self, img: np.ndarray, pts: int | None = None, tb: Fraction | None = None) -> None:
+        try:
+            self._write(img, pts, tb)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _write(self, img: np.ndarray, pts: int | None, tb: Fraction | None) -> None:
         h, w = img.shape[:2]
-        if not self.opened:
-            pix_fmt = self._choose_pix_fmt(h, w)
-            if pix_fmt == "yuv420p" and (h % 2 or w % 2):
-                raise ValueError(f"{self.path}: frames are {w}x{h}, but yuv420p needs even sides; "
-                                 "set pix_fmt=yuv444p (or crop the input)")
-            self.stream.pix_fmt = pix_fmt
-            self.stream.width, self.stream.height = w, h
-            # kept apart: muxers may change the stream's time base once the header is written (Matroska to
-            # 1/1000, mp4 to a finer one), and frames must be read in the base their pts were given in
-            self.tb = tb if tb is not None else 1 / self.rate
-            self.stream.time_base = self.stream.codec_context.time_base = self.tb
-            self.opened = True
+        first = not self.opened
+        if first:
+            self._open(h, w, tb)
         frame = av.VideoFrame.from_ndarray(_to_uint8(img), format="rgb24")
         frame.pts = pts if pts is not None else self.count
         frame.time_base = self.tb
-        for packet in self.stream.encode(frame):
+        try:
+            packets = self.stream.encode(frame)
+        except av.error.FFmpegError as err:
+            if not first or isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
+                raise
+            # the encoder refused to open: a format or size it does not take
+            raise ValueError(f"{self.name}: {self.stream.codec_context.name} cannot encode {w}x{h} frames as "
+                             f"{self.stream.pix_fmt} ({_first_line(err)}); set {self.pix_fmt_key}= another "
+                             "pixel format (auto, yuv444p)") from None
+        for packet in packets:
             self.container.mux(packet)
         if self.audio is not None:
             self.audio.until(float(frame.pts * frame.time_base))
         self.count += 1
 
     def close(self) -> None:
+        if self.failed:  # after a failed write the file is abandoned: flushing would only raise again
+            try:
+                self.container.close()
+            except (OSError, ValueError, av.error.FFmpegError):
+                pass
+            return
         try:
             if self.opened:
                 for packet in self.stream.encode():

@@ -14,13 +14,12 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write_bytes
 from restoregan.data.color import luminance
 from restoregan.data.colorize_dataset import holdout_split, to_grey
 from restoregan.data.datasets import skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
-from restoregan.evaluation.report import crop_grid, detail_box, write_json, write_png
-from restoregan.evaluation.sr import Options
+from restoregan.evaluation.report import crop_grid, detail_box, write_report
+from restoregan.evaluation.sr import Options, refuse_small
 from restoregan.gans.checkpoint import LoadedGenerator
 from restoregan.inference.colorize import model_render_size, model_space
 from restoregan.metrics.color import FID, colorfulness, delta_e, psnr_rgb, ssim_rgb
@@ -49,6 +48,7 @@ def evaluate_colorize(cfg: DictConfig, models: dict[str, LoadedGenerator], opts:
     ccfg = cfg.colorize
     source, out_dir = str(cfg.hr_dir), Path(cfg.out_dir)
     paths = colour_photos(source, ccfg.get("holdout_every"))
+    refuse_small(paths, 11, "SSIM's 11x11 Gaussian window")
     names = ["grey", *models]
     render = {name: model_render_size(ccfg.render_size, m) for name, m in models.items()}
     fids: dict[str, FID | None] = {name: None for name in names}
@@ -107,9 +107,7 @@ def evaluate_colorize(cfg: DictConfig, models: dict[str, LoadedGenerator], opts:
         "fid_note": None if all(f is not None for f in fids.values()) else fid_note,
         "methods": methods,
     }
-    write_json(out_dir / "metrics.json", report)
-    atomic_write_bytes(out_dir / "metrics.md", markdown(report).encode())
-    write_png(out_dir / "comparison.png", crop_grid(grid_rows))
+    write_report(out_dir, report, markdown(report), crop_grid(grid_rows), [source])
     return report
 
 

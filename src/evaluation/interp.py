@@ -18,10 +18,9 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write_bytes
 from restoregan.data.io import quantize, to_numpy, to_tensor
 from restoregan.data.video import SceneCutDetector, duplicate_frames, read_frames, windows_without_cuts
-from restoregan.evaluation.report import crop_grid, detail_box, write_json, write_png
+from restoregan.evaluation.report import crop_grid, detail_box, write_report
 from restoregan.evaluation.sr import Options, load_lpips
 from restoregan.gans.checkpoint import LoadedGenerator
 from restoregan.training.task_interp import frame_scores
@@ -91,9 +90,7 @@ def evaluate_interp(cfg: DictConfig, models: dict[str, LoadedGenerator], opts: O
         "lpips_note": lpips_note,
         "methods": {name: _summary(per_item[name]) for name in names},
     }
-    write_json(out_dir / "metrics.json", report)
-    atomic_write_bytes(out_dir / "metrics.md", markdown(report).encode())
-    write_png(out_dir / "comparison.png", crop_grid(grid_rows))
+    write_report(out_dir, report, markdown(report), crop_grid(grid_rows), [source])
     return report
 
 

@@ -1,25 +1,67 @@
-"""Writing an evaluation report: atomic files, a markdown table, a labelled crop grid (Pillow only)."""
+"""Writing an evaluation report: metrics.json, metrics.md and comparison.png, which appear together (written
+aside, then renamed) and never on or among the inputs; a markdown table, a labelled crop grid (Pillow only)."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+from omegaconf import DictConfig
 from PIL import Image, ImageDraw, ImageFont
 
-from restoregan.atomic import atomic_write_bytes
+from restoregan.atomic import Staged, remove_stale_temps
+from restoregan.outputs import Inputs
+
+REPORT_FILES = ("metrics.json", "metrics.md", "comparison.png")
 
 
-def write_json(path: Path, obj: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+def json_bytes(obj: dict) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode()
 
 
-def write_png(path: Path, image: Image.Image) -> None:
+def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def report_inputs(cfg: DictConfig) -> Inputs:
+    """Everything evaluate.py reads: the model files and the data (hr_dir, lr_dir, input, result)."""
+    ckpt = cfg.get("ckpt")
+    models = [] if ckpt is None else [ckpt] if isinstance(ckpt, (str, Path)) else list(ckpt)
+    inputs = Inputs([cfg.get(key) for key in ("hr_dir", "lr_dir", "input", "result")])
+    return inputs.add_models(str(m) for m in models)
+
+
+def check_report_outputs(cfg: DictConfig) -> None:
+    """Before any work: refuse an out_dir whose report would land on, or among, evaluate.py's inputs."""
+    report_inputs(cfg).check_all(Path(cfg.out_dir) / name for name in REPORT_FILES)
+
+
+def write_report(
+    out_dir: Path,
+    report: dict,
+    markdown: str,
+    comparison: Image.Image | Callable[[str], object],
+    inputs: Iterable[str | Path | None] | Inputs = (),
+) -> None:
+    """metrics.json, metrics.md and comparison.png (an image, or a function writing a PNG to the path it is
+    given) into out_dir, all at once: each is written aside first, and only when all three are complete are
+    they renamed into place, so a failure (a full disk) leaves the previous report whole. Temps a killed run
+    left are removed first; `inputs` (paths or an `Inputs`) are checked once more."""
+    targets = [out_dir / name for name in REPORT_FILES]
+    (inputs if isinstance(inputs, Inputs) else Inputs(inputs)).check_all(targets)
+    remove_stale_temps(targets)
+    with Staged() as staged:
+        staged.write_bytes(targets[0], json_bytes(report))
+        staged.write_bytes(targets[1], markdown.encode())
+        if isinstance(comparison, Image.Image):
+            staged.write_bytes(targets[2], png_bytes(comparison))
+        else:
+            staged.write(targets[2], comparison)
 
 
 def _fmt(value: float | None, digits: int) -> str:

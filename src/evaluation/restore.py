@@ -15,13 +15,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write_bytes
 from restoregan.data.film_damage import FilmDamage
 from restoregan.data.film_dataset import damaged_pair
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor, write_image
 from restoregan.evaluation.colorize import colour_photos
-from restoregan.evaluation.report import crop_grid, detail_box, write_json, write_png
-from restoregan.evaluation.sr import Options, dataset_name, load_lpips
+from restoregan.evaluation.report import crop_grid, detail_box, report_inputs, write_report
+from restoregan.evaluation.sr import Options, dataset_name, load_lpips, min_side, refuse_small
 from restoregan.gans.checkpoint import LoadedGenerator
 from restoregan.inference.tiled import upscale
 from restoregan.training.task_restore import median3, scores
@@ -48,9 +47,13 @@ def evaluate_restore(cfg: DictConfig, models: dict[str, LoadedGenerator], opts: 
     if any(name in BASELINES for name in models):
         raise ValueError(f"a checkpoint may not be named {' or '.join(BASELINES)} (a baseline's name); rename it")
     paths = colour_photos(source) if source.startswith("skimage") else _clean_images(Path(source))
+    if rcfg.save_inputs:  # the damaged/clean copies must not land on (or among) the clean images
+        copies = [out_dir / sub / f"{p.stem}.png" for p in paths for sub in ("damaged", "clean")]
+        report_inputs(cfg).check_all(copies)
     damage: FilmDamage = instantiate(rcfg.damage)
     grey = report_grey(rcfg.grey, models)
     lpips_metric, lpips_note = load_lpips(opts)
+    refuse_small(paths, *min_side(11, "SSIM's 11x11 Gaussian window", lpips_metric, opts.lpips_net))
     names = [*BASELINES, *models]
     per_image: dict[str, list[dict]] = {name: [] for name in names}
     grid_rows = []
@@ -88,9 +91,7 @@ def evaluate_restore(cfg: DictConfig, models: dict[str, LoadedGenerator], opts: 
         "lpips_note": lpips_note,
         "methods": {name: _summary(per_image[name]) for name in names},
     }
-    write_json(out_dir / "metrics.json", report)
-    atomic_write_bytes(out_dir / "metrics.md", markdown(report).encode())
-    write_png(out_dir / "comparison.png", crop_grid(grid_rows))
+    write_report(out_dir, report, markdown(report), crop_grid(grid_rows), [source])
     return report
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
+from restoregan.data.io import set_max_pixels
+from restoregan.evaluation.report import check_report_outputs
 from restoregan.evaluation.sr import Options, evaluate_sr
 from restoregan.gans.checkpoint import LoadedGenerator, load_generator
 from restoregan.inference.tiled import resolve_device
@@ -53,6 +55,8 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run the benchmark `cfg` (conf/evaluate.yaml) describes; returns the metrics.json content."""
     if cfg.out_dir is None:
         raise ValueError("out_dir=DIR is required (python evaluate.py ckpt=... hr_dir=... out_dir=...)")
+    set_max_pixels(cfg.max_pixels)  # checked from each image's header before it is decoded
+    check_report_outputs(cfg)  # before any work: the report must not land on, or among, the inputs
     if cfg.task == "temporal":
         return evaluate_temporal_task(cfg)
     device = resolve_device(cfg.device)

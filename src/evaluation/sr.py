@@ -10,16 +10,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write_bytes
 from restoregan.data.datasets import mod_crop
 from restoregan.data.imresize import imresize
-from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
+from restoregan.data.io import ImageReadError, inspect_image, list_images, quantize, read_image, to_numpy, to_tensor
 from restoregan.evaluation.report import (
     crop_grid,
     detail_box,
     markdown_table,
-    write_json,
-    write_png,
+    write_report,
 )
 from restoregan.inference.tiled import upscale
 from restoregan.metrics.image import psnr_y, ssim_y
@@ -73,6 +71,32 @@ def pair_images(hr_dir: Path, lr_dir: Path | None) -> list[tuple[Path, Path | No
     return list(zip(sorted(hrs), sorted(lrs)))
 
 
+# The smallest side each LPIPS trunk's pooling stages accept (lpips 0.1.4; it scores whole images).
+LPIPS_MIN_SIDE = {"alex": 31, "vgg": 16, "squeeze": 17}
+
+
+def min_side(ssim_side: int, ssim_why: str, lpips_metric: torch.nn.Module | None, lpips_net: str) -> tuple[int, str]:
+    """(smallest image side the metrics can score, which metric sets it)."""
+    needs = [(ssim_side, ssim_why)]
+    if lpips_metric is not None:
+        needs.append((LPIPS_MIN_SIDE.get(lpips_net, 32), f"LPIPS ({lpips_net}) (lpips=false lifts it)"))
+    return max(needs)
+
+
+def refuse_small(paths: list[Path], least: int, why: str, multiple: int = 1) -> None:
+    """Refuse, from the headers and before any model runs, an image too small to score, in one line naming it.
+    Refused rather than skipped: a report whose means quietly cover fewer images could not be compared with
+    another run's or a published figure, and the fix (leave the image out) is the user's to make."""
+    least = -(-least // multiple) * multiple  # the size a file must have, its crop to the scale included
+    for path in paths:
+        info = inspect_image(path)
+        h, w = info.height - info.height % multiple, info.width - info.width % multiple
+        if min(h, w) < least:
+            cropped = f" (cropped to a multiple of the scale {multiple})" if multiple > 1 else ""
+            raise ImageReadError(f"{path}: {w}x{h} image{cropped} is too small to score: {why} needs at least "
+                                 f"{least}x{least}; leave it out of the folder")
+
+
 def load_lpips(opts: Options) -> tuple[torch.nn.Module | None, str | None]:
     """The LPIPS metric, or None and the reason (disabled, or backbone weights unavailable offline)."""
     if not opts.lpips:
@@ -101,6 +125,8 @@ def evaluate_sr(
     lr_dir = Path(lr_dir) if lr_dir is not None else None
     pairs = pair_images(hr_dir, lr_dir)
     lpips_metric, lpips_note = load_lpips(opts)
+    ssim_why = f"SSIM-Y's 11x11 window inside the {scale}-pixel border crop"
+    refuse_small([hr for hr, _ in pairs], *min_side(11 + 2 * scale, ssim_why, lpips_metric, opts.lpips_net), scale)
     names = ["bicubic", *models]
     per_image: dict[str, list[dict]] = {name: [] for name in names}
     grid_rows = []
@@ -145,9 +171,7 @@ def evaluate_sr(
         "lpips_note": lpips_note,
         "methods": {name: _summary(per_image[name]) for name in names},
     }
-    write_json(out_dir / "metrics.json", report)
-    atomic_write_bytes(out_dir / "metrics.md", markdown_table(report, COLUMNS).encode())
-    write_png(out_dir / "comparison.png", crop_grid(grid_rows))
+    write_report(out_dir, report, markdown_table(report, COLUMNS), crop_grid(grid_rows), [hr_dir, lr_dir])
     return report
 
 

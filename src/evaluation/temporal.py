@@ -19,9 +19,8 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write, atomic_write_bytes
 from restoregan.data.video import Frame, SceneCutDetector, VideoInfo, VideoReadError, iter_frames, probe
-from restoregan.evaluation.report import write_json
+from restoregan.evaluation.report import write_report
 from restoregan.metrics.temporal import PairWarp, resize_to
 
 DEFINITION = (
@@ -120,10 +119,7 @@ def evaluate_temporal(cfg: DictConfig) -> dict:
         "relative": mean_out / mean_in if mean_in > 0 else None,
         "valid_fraction": float(np.mean([r["valid_fraction"] for r in rows])),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "metrics.json", report)
-    atomic_write_bytes(out_dir / "metrics.md", markdown(report).encode())
-    plot(rows, report, out_dir / "comparison.png")
+    write_report(out_dir, report, markdown(report), lambda tmp: plot(rows, report, tmp), [source, result])
     return report
 
 
@@ -140,7 +136,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], report: dict, path: Path) -> None:
+def plot(rows: list[dict], report: dict, path: str | Path) -> None:
     """Warping error per frame pair, input and result: where a model flickers is easier seen than read."""
     import matplotlib
 
@@ -158,5 +154,7 @@ def plot(rows: list[dict], report: dict, path: Path) -> None:
     ax.set_title(f"{report['dataset']}: temporal consistency (dotted: scene cuts)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    try:
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)

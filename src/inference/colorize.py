@@ -22,15 +22,17 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write, atomic_write_bytes
+from restoregan.atomic import Staged
 from restoregan.data.colorize_dataset import to_grey
 from restoregan.data.color import CHROMA_SCALE, compose, luminance
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor, write_image
 from restoregan.data.video import VideoWriter, is_video_file, iter_frames, probe
 from restoregan.gans.checkpoint import LoadedGenerator
 from restoregan.inference.temporal import ChromaStabilizer, FlickerMeter, Motion
-from restoregan.training.grid import save_grid
+from restoregan.outputs import Inputs, prepare_outputs
+from restoregan.training.grid import grid_image
 from restoregan.training.task_colorize import predict_chroma
+
 
 def model_space(model: LoadedGenerator) -> str:
     return str(model.meta.get("color_space", "yuv"))
@@ -72,40 +74,45 @@ def infer_colorize(cfg: DictConfig, model: LoadedGenerator, device: torch.device
     ccfg = cfg.colorize
     source, output = Path(cfg.input), Path(cfg.output)
     colorizer = Colorizer(model, device, ccfg.render_size)
+    inputs = Inputs([source]).add_models([cfg.ckpt])
     if is_video_file(source):
-        return colorize_video(colorizer, source, output, ccfg)
+        return colorize_video(colorizer, source, output, ccfg, inputs)
     files = list_images(source) if source.is_dir() else [source]
     if source.is_dir() and is_sequence(files, ccfg.sequence):
         files = files[: ccfg.max_frames] if ccfg.max_frames else files
-        refuse_overwrite(files, [output / f"{source.name}_color" / f"{p.stem}.png" for p in files])
         frame_dir = output / f"{source.name}_color"
-        written: list[Path] = []
+        prepare_outputs(inputs, side_files(output, source.name), folders=[frame_dir])
+        # the frames, contact sheet and report appear together: the frames fill a temp folder that replaces
+        # frame_dir (no frame of an earlier, longer run stays behind) when the others are written too
+        with Staged() as staged:
+            frames_tmp = staged.temp_dir(frame_dir)
 
-        def save(i: int, rgb: np.ndarray) -> None:
-            written.append(write_image(frame_dir / f"{files[i].stem}.png", rgb))
+            def save(i: int, rgb: np.ndarray) -> None:
+                write_image(frames_tmp / f"{files[i].stem}.png", rgb)
 
-        report = colorize_sequence(colorizer, (read_image(p) for p in files), len(files), source.name, output, ccfg, save)
-        return [*written, *report]
+            frames = (read_image(p) for p in files)
+            report = colorize_sequence(colorizer, frames, len(files), source.name, output, ccfg, save, staged)
+        return [*(frame_dir / f"{p.stem}.png" for p in files), *report]
     targets = [output / f"{p.stem}_color.png" for p in files]
-    refuse_overwrite(files, targets)
+    prepare_outputs(inputs, targets)
     for src, dst in tqdm(list(zip(files, targets)), desc=f"colorizing on {device}", unit="img"):
         lum = colorizer.luminance(read_image(src))
-        write_image(dst, colorizer.rgb(lum, colorizer.chroma(lum)))
+        write_image(dst, colorizer.rgb(lum, colorizer.chroma(lum)))  # each file atomic
     return targets
 
 
-def refuse_overwrite(inputs: list[Path], targets: list[Path]) -> None:
-    sources = {p.resolve() for p in inputs}
-    for dst in targets:
-        if dst.resolve() in sources:
-            raise ValueError(f"{dst}: output would overwrite an input; choose another output folder")
+def side_files(output: Path, name: str) -> list[Path]:
+    """The contact sheet and stability report of a frame sequence."""
+    return [output / f"{name}_contact.png", output / f"{name}_stability.json"]
 
 
-def colorize_video(colorizer: Colorizer, source: Path, output: Path, ccfg: DictConfig) -> list[Path]:
-    """A video file -> output/<stem>_color.mp4 (H.264, every frame at its input timestamp; written to a temp
-    file and renamed when complete), plus the contact sheet and stability report."""
+def colorize_video(
+    colorizer: Colorizer, source: Path, output: Path, ccfg: DictConfig, inputs: Inputs | None = None
+) -> list[Path]:
+    """A video file -> output/<stem>_color.mp4 (H.264, every frame at its input timestamp), plus the contact
+    sheet and stability report; the three are written aside and appear together when all are complete."""
     target = output / f"{source.stem}_color.mp4"
-    refuse_overwrite([source], [target])
+    prepare_outputs(inputs or Inputs([source]), [target, *side_files(output, source.stem)])
     info = probe(source)
     # the contact sheet spreads its rows over the clip, so the count is needed up front
     count = info.frames or sum(1 for _ in iter_frames(source))
@@ -118,15 +125,17 @@ def colorize_video(colorizer: Colorizer, source: Path, output: Path, ccfg: DictC
             pts.append(frame.pts)
             yield frame.image
 
-    def encode(tmp: str) -> None:
-        writer = VideoWriter(tmp, info.fps or 25, "libx264", ccfg.crf, ccfg.pix_fmt)
-        try:
-            emit = lambda i, rgb: writer.write(rgb, pts[i], info.time_base)  # noqa: E731
-            report.extend(colorize_sequence(colorizer, images(), count, source.stem, output, ccfg, emit))
-        finally:
-            writer.close()
+    with Staged() as staged:
 
-    atomic_write(target, encode)
+        def encode(tmp: str) -> None:
+            writer = VideoWriter(tmp, info.fps or 25, "libx264", ccfg.crf, ccfg.pix_fmt, name=target, config="colorize")
+            try:
+                emit = lambda i, rgb: writer.write(rgb, pts[i], info.time_base)  # noqa: E731
+                report.extend(colorize_sequence(colorizer, images(), count, source.stem, output, ccfg, emit, staged))
+            finally:
+                writer.close()
+
+        staged.write(target, encode)
     return [target, *report]
 
 
@@ -138,9 +147,10 @@ def colorize_sequence(
     output: Path,
     ccfg: DictConfig,
     emit: Callable[[int, np.ndarray], None],
+    staged: Staged,
 ) -> list[Path]:
     """Colour frames one by one, stabilising chroma over time; hand each to `emit(index, rgb)`; write the
-    contact sheet and the stability report (returned)."""
+    contact sheet and the stability report (returned) into `staged`, beside the frames' own output."""
     stabilizer = ChromaStabilizer(ccfg.stabilize_strength) if ccfg.stabilize else None
     before, after = FlickerMeter(), FlickerMeter()
     sheet_at = set(np.linspace(0, count - 1, min(ccfg.contact_frames, count)).round().astype(int).tolist())
@@ -165,8 +175,9 @@ def colorize_sequence(
         emit(i, out)
         if i in sheet_at:
             sheet_rows.append([(f"frame {i} input", to_tensor(to_grey(rgb))), ("colour", to_tensor(out))])
-    contact = output / f"{name}_contact.png"
-    save_grid(sheet_rows, contact, max_side=ccfg.contact_side)
+    contact, stability = side_files(output, name)
+    sheet = grid_image(sheet_rows, max_side=ccfg.contact_side)
+    staged.write(contact, lambda tmp: sheet.save(tmp, format="PNG"))
     report = {
         "frames": count,
         "color_space": colorizer.space,
@@ -179,8 +190,7 @@ def colorize_sequence(
         "max_luminance_diff_8bit": round(max_lum_diff, 3),
         "flicker_definition": FlickerMeter.DEFINITION,
     }
-    stability = output / f"{name}_stability.json"
-    atomic_write_bytes(stability, (json.dumps(report, indent=2) + "\n").encode())
+    staged.write_bytes(stability, (json.dumps(report, indent=2) + "\n").encode())
     b, a = report["flicker_before"], report["flicker_after"]
     print(
         f"{name}: flicker (mean chroma change between frames, 8-bit levels) raw {b['raw']:.3f} -> {a['raw']:.3f}, "

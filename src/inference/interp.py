@@ -24,12 +24,13 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write
+from restoregan.atomic import Staged
 from restoregan.data.io import to_tensor, write_image
 from restoregan.data.video import (
     Frame, SceneCutDetector, VideoInfo, VideoReadError, VideoWriter, iter_frames, probe,
 )
 from restoregan.gans.checkpoint import LoadedGenerator
+from restoregan.outputs import Inputs, prepare_outputs
 
 
 def output_times(pts0: int, pts1: int, k: int) -> list[tuple[int, Fraction]]:
@@ -156,37 +157,35 @@ def infer_interp(cfg: DictConfig, model: LoadedGenerator, device: torch.device) 
         raise ValueError("interp.write_video and interp.write_frames are both false: nothing to write")
     stem = source.name if info.is_folder else source.stem
     video_path, frames_dir = output / f"{stem}{suffix}.mp4", output / f"{stem}{suffix}"
-    for path in (video_path, frames_dir):
-        if path.resolve() == source.resolve():
-            raise ValueError(f"{path}: output would overwrite the input; choose another output folder")
+    prepare_outputs(Inputs([source]).add_models([cfg.ckpt]), [video_path] if write_video else [],
+                    folders=[frames_dir] if write_frames else [])
     half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
     resampler = Resampler(Interpolator(model, device, half), k, fps)
     detector = SceneCutDetector(icfg.scene_cut.hist_threshold, icfg.scene_cut.diff_threshold)
     src_fps = input_fps if info.is_folder or not info.fps else info.fps
     out_rate = src_fps * k if k else fps
 
-    def run(video_tmp: str | None) -> None:
-        writer = VideoWriter(video_tmp, out_rate, icfg.codec, icfg.crf, icfg.pix_fmt) if video_tmp else None
+    def run(video_tmp: str | None, frames_tmp: Path | None) -> None:
+        writer = None
+        if video_tmp:
+            writer = VideoWriter(video_tmp, out_rate, icfg.codec, icfg.crf, icfg.pix_fmt, name=video_path,
+                                 config="interp")
         try:
             for n, (pts, tb, img) in enumerate(output_frames(source, info, input_fps, resampler, detector)):
                 if writer:
                     writer.write(img, pts, tb)
-                if write_frames:
-                    write_image(frames_dir / f"{n:06d}.png", img)
+                if frames_tmp is not None:
+                    write_image(frames_tmp / f"{n:06d}.png", img)
         finally:
             if writer:
                 writer.close()
 
-    written = []
-    if write_frames:
-        frames_dir.mkdir(parents=True, exist_ok=True)
-    if write_video:
-        output.mkdir(parents=True, exist_ok=True)
-        atomic_write(video_path, run)  # encoded into a temp file beside it, renamed when complete
-        written.append(video_path)
-    else:
-        run(None)
-    if write_frames:
-        written.append(frames_dir)
-    return written
-
+    # the video and the frame folder are written aside and appear together when complete; the folder replaces
+    # an earlier one whole, so no frame of a longer earlier run stays behind
+    with Staged() as staged:
+        frames_tmp = staged.temp_dir(frames_dir) if write_frames else None
+        if write_video:
+            staged.write(video_path, lambda tmp: run(tmp, frames_tmp))
+        else:
+            run(None, frames_tmp)
+    return ([video_path] if write_video else []) + ([frames_dir] if write_frames else [])

@@ -24,6 +24,7 @@ from restoregan.data.io import list_images, read_image, to_numpy, to_tensor, wri
 from restoregan.data.video import VideoWriter, is_video_file, iter_frames, probe
 from restoregan.gans.checkpoint import LoadedGenerator
 from restoregan.inference.tiled import upscale
+from restoregan.outputs import Inputs, one_target_each, prepare_outputs
 
 
 class Restorer:
@@ -44,38 +45,31 @@ def infer_restore(cfg: DictConfig, model: LoadedGenerator, device: torch.device)
         raise ValueError(f"{cfg.ckpt}: a x{model.scale} model; film restoration keeps the frame size (scale 1)")
     half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
     restorer = Restorer(model, device, cfg.tile, cfg.tile_overlap, half)
+    inputs = Inputs([source]).add_models([cfg.ckpt])
     if is_video_file(source):
-        return [restore_video(restorer, source, output, rcfg)]
+        return [restore_video(restorer, source, output, rcfg, inputs)]
     files = list_images(source) if source.is_dir() else [source]
     targets = [output / f"{p.stem}_restored.png" for p in files]
-    refuse_overwrite(files, targets)
+    one_target_each(files, targets)
+    prepare_outputs(inputs, targets)
     for src, dst in tqdm(list(zip(files, targets)), desc=f"restoring on {device}", unit="img"):
-        write_image(dst, restorer(read_image(src)))
+        write_image(dst, restorer(read_image(src)))  # each file atomic: a failed run leaves no partial image
     return targets
 
 
-def refuse_overwrite(inputs: list[Path], targets: list[Path]) -> None:
-    sources = {p.resolve() for p in inputs}
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, targets):
-        if dst.resolve() in sources:
-            raise ValueError(f"{dst}: output would overwrite an input; choose another output folder")
-        if dst.resolve() in seen:
-            raise ValueError(f"{dst}: both {seen[dst.resolve()]} and {src} would be written there (same stem)")
-        seen[dst.resolve()] = src
-
-
-def restore_video(restorer: Restorer, source: Path, output: Path, rcfg: DictConfig) -> Path:
+def restore_video(
+    restorer: Restorer, source: Path, output: Path, rcfg: DictConfig, inputs: Inputs | None = None
+) -> Path:
     """A video file -> output/<stem>_restored.mp4 with the input's timestamps, written atomically."""
     target = output / f"{source.stem}_restored.mp4"
-    refuse_overwrite([source], [target])
+    prepare_outputs(inputs or Inputs([source]), [target])
     info = probe(source)
     total = info.frames or None  # for the progress bar; some containers do not say
     if rcfg.max_frames:
         total = min(total or rcfg.max_frames, rcfg.max_frames)
 
     def encode(tmp: str) -> None:
-        writer = VideoWriter(tmp, info.fps or 25, rcfg.codec, rcfg.crf, rcfg.pix_fmt)
+        writer = VideoWriter(tmp, info.fps or 25, rcfg.codec, rcfg.crf, rcfg.pix_fmt, name=target, config="restore")
         try:
             frames = islice(iter_frames(source), rcfg.max_frames)
             for frame in tqdm(frames, total=total, desc=f"restoring {source.name}", unit="frame"):

@@ -5,9 +5,6 @@ video, and a contact sheet of a few frames (input | output)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,11 +15,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from restoregan.atomic import atomic_write, atomic_write_bytes
+from restoregan.atomic import Staged, atomic_write_bytes
 from restoregan.data.io import write_image
 from restoregan.data.video import VideoWriter, container_for, copy_audio, has_audio, iter_frames
 from restoregan.pipeline.segments import Segment, WorkDir
-from restoregan.training.grid import save_grid
+from restoregan.training.grid import grid_image
 
 FORMATS = ("h264", "ffv1", "png")
 OutFrame = tuple[int, int, Fraction, np.ndarray]  # (input index, pts, time base, (H, W, 3) uint8)
@@ -113,15 +110,13 @@ def assemble(
                     yield index, pts, segment.time_base, img
                     bar.update(1)
 
-    def compare(stream: Iterator[OutFrame]) -> Iterator[OutFrame]:
+    def compare(stream: Iterator[OutFrame], sbs_tmp: Path | None) -> Iterator[OutFrame]:
         """Pass frames through, writing the side-by-side video and collecting contact-sheet rows on the way."""
-        inputs = _InputFrames(source) if sinks.side_by_side or sheet_at else None
+        inputs = _InputFrames(source) if sbs_tmp is not None or sheet_at else None
         sbs: VideoWriter | None = None
-        sbs_tmp = None
+        if sbs_tmp is not None:
+            sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4", name=sinks.side_by_side)
         try:
-            if sinks.side_by_side:
-                sbs_tmp = _temp_beside(sinks.side_by_side)
-                sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4")
             for index, pts, tb, img in stream:
                 before = None
                 if sbs is not None or index in sheet_at:
@@ -132,38 +127,35 @@ def assemble(
                     sheet_at.discard(index)  # the first output frame of that input frame
                     sheet_rows.append([(f"frame {index} input", _chw(before)), ("output", _chw(img))])
                 yield index, pts, tb, img
-            if sbs is not None:
-                sbs.close()
-                sbs = None
-                os.replace(sbs_tmp, sinks.side_by_side)
         finally:
             if sbs is not None:
                 sbs.close()
-            if sbs_tmp is not None and Path(sbs_tmp).exists():
-                Path(sbs_tmp).unlink()
 
-    written = [sinks.output]
-    if sinks.fmt == "png":
-        _write_png_folder(sinks.output, compare(frames()), rate, source if carry_audio else None, audio_end)
-    else:
-        codec = "ffv1" if sinks.fmt == "ffv1" else "libx264"
+    # the output, the side-by-side video and the contact sheet are written aside and appear together, only
+    # when all are complete: a failure (a full disk, a kill) leaves the previous ones and no partial file
+    with Staged() as staged:
+        sbs_tmp = staged.temp(sinks.side_by_side) if sinks.side_by_side else None
+        if sinks.fmt == "png":
+            folder = staged.temp_dir(sinks.output)
+            _write_png_folder(folder, compare(frames(), sbs_tmp), rate, source if carry_audio else None, audio_end)
+        else:
+            codec = "ffv1" if sinks.fmt == "ffv1" else "libx264"
 
-        def encode(tmp: str) -> None:
-            quality = crf if codec == "libx264" else None
-            writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
-                                 source if carry_audio else None, audio_end)
-            try:
-                for _, pts, tb, img in compare(frames()):
-                    writer.write(img, pts, tb)
-            finally:
-                writer.close()
+            def encode(tmp: str) -> None:
+                quality = crf if codec == "libx264" else None
+                writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
+                                     source if carry_audio else None, audio_end, name=sinks.output, config="pipeline")
+                try:
+                    for _, pts, tb, img in compare(frames(), sbs_tmp):
+                        writer.write(img, pts, tb)
+                finally:
+                    writer.close()
 
-        atomic_write(sinks.output, encode)
-    if sinks.side_by_side:
-        written.append(sinks.side_by_side)
-    if sinks.contact and sheet_rows:
-        save_grid(sheet_rows, sinks.contact, max_side=contact_side)
-        written.append(sinks.contact)
+            staged.write(sinks.output, encode)
+        if sinks.contact and sheet_rows:
+            sheet = grid_image(sheet_rows, max_side=contact_side)
+            staged.write(sinks.contact, lambda tmp: sheet.save(tmp, format="PNG"))
+        written = [sinks.output, *(t for t in staged.targets() if t != sinks.output)]
     return written
 
 
@@ -171,37 +163,18 @@ def _chw(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
 
 
-def _temp_beside(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return tmp
-
-
 def _write_png_folder(
     folder: Path, frames: Iterator[OutFrame], rate: Fraction, audio_from: Path | None,
     audio_end: float | None,
 ) -> None:
-    """Numbered PNGs, frames.json (each frame's time) and audio.mka (the input's sound, when it has one), built
-    in a temp folder beside `folder` and renamed onto it when complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
-        times = []
-        for n, (index, pts, tb, img) in enumerate(frames):
-            write_image(tmp / f"{n:06d}.png", img.astype(np.float32) / 255.0)
-            times.append({"file": f"{n:06d}.png", "input_frame": index, "pts": pts, "time": float(pts * tb)})
-        info = {"fps": str(rate), "time_base": str(tb) if times else None, "frames": times}
-        atomic_write_bytes(tmp / "frames.json", (json.dumps(info, indent=1) + "\n").encode())
-        if audio_from is not None:
-            copy_audio(audio_from, tmp / "audio.mka", audio_end)
-        old = None
-        if folder.exists():  # a previous result: swapped out, then removed
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Numbered PNGs, frames.json (each frame's time) and audio.mka (the input's sound, when it has one) into
+    `folder` (a staged temp folder, renamed onto the output when complete)."""
+    times = []
+    tb = None
+    for n, (index, pts, tb, img) in enumerate(frames):
+        write_image(folder / f"{n:06d}.png", img.astype(np.float32) / 255.0)
+        times.append({"file": f"{n:06d}.png", "input_frame": index, "pts": pts, "time": float(pts * tb)})
+    info = {"fps": str(rate), "time_base": str(tb) if times else None, "frames": times}
+    atomic_write_bytes(folder / "frames.json", (json.dumps(info, indent=1) + "\n").encode())
+    if audio_from is not None:
+        copy_audio(audio_from, folder / "audio.mka", audio_end)

@@ -21,9 +21,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from restoregan.atomic import remove_stale_temps
 from restoregan.data.video import SceneCutDetector, VideoInfo, VideoReadError, iter_frames, probe
 from restoregan.evaluation.run import load_models
 from restoregan.inference.tiled import prepare_for_inference, resolve_device
+from restoregan.outputs import Inputs
 from restoregan.pipeline.checkpoints import STAGE_TASKS, checkpoint_digest, file_digest, resolve_checkpoint
 from restoregan.pipeline.output import assemble, output_format, sink_paths
 from restoregan.pipeline.segments import Segment, WorkDir, run_chain, stage_windows
@@ -196,14 +198,13 @@ def run_pipeline(cfg: DictConfig) -> list[Path]:
     fmt = output_format(output, pcfg.format)
     sinks = sink_paths(output, fmt, pcfg.side_by_side, pcfg.contact_frames)
     work_path = output.with_name(f"{output.name}.work")
-    taken = {source.resolve()}
-    for path in (output, work_path, sinks.side_by_side, sinks.contact):
-        if path is not None and (path.resolve() in taken or source.resolve() in path.resolve().parents):
-            raise ValueError(f"{path}: output would overwrite the input; choose another output name")
     if int(pcfg.segment_frames) < 1:
         raise ValueError(f"pipeline.segment_frames={pcfg.segment_frames}: must be at least 1")
     order = validate_order(list(pcfg.order))
     ckpts = {name: resolve_checkpoint(name, cfg.stages[name].ckpt, Path(pcfg.runs_dir)) for name in order}
+    # nothing written may touch the input or a stage's model file (folders: the work dir, PNG frames output)
+    files = [p for p in (sinks.side_by_side, sinks.contact) if p is not None] + ([] if fmt == "png" else [output])
+    Inputs([source]).add_models(ckpts.values()).check_all(files, [work_path] + ([output] if fmt == "png" else []))
     info = probe(source)
     input_fps = Fraction(str(pcfg.input_fps)).limit_denominator(1001)
     device = resolve_device(cfg.device)
@@ -213,6 +214,8 @@ def run_pipeline(cfg: DictConfig) -> list[Path]:
     print(f"pipeline: {' -> '.join(f'{st.name} ({ckpts[st.name]})' for st in stages)}")
     work = WorkDir(work_path, {"config_hash": digest, "config": summary, "input": input_fingerprint(source),
                                "input_path": str(source.resolve())}, bool(pcfg.resume))
+    # the temps of a killed final encode; only now, holding the work dir's lock, so no other run's are touched
+    remove_stale_temps(p for p in (output, sinks.side_by_side, sinks.contact) if p is not None)
     completed = False
     try:
         with torch.inference_mode():

@@ -18,6 +18,13 @@ def save_grid(rows: list[list[tuple[str, Tensor]]], path: str | Path, max_side: 
 
     Cells are resized (nearest, so pixels stay visible) to the first cell's size, at most `max_side` pixels.
     """
+    canvas = grid_image(rows, max_side)
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    return np.asarray(canvas)
+
+
+def grid_image(rows: list[list[tuple[str, Tensor]]], max_side: int = 256) -> Image.Image:
+    """The grid `save_grid` writes, as an image (for callers that stage it with other files)."""
     h, w = rows[0][0][1].shape[-2:]
     factor = min(1.0, max_side / max(h, w))
     cell_w, cell_h = max(1, round(w * factor)), max(1, round(h * factor))
@@ -31,5 +38,4 @@ def save_grid(rows: list[list[tuple[str, Tensor]]], path: str | Path, max_side: 
             cell = Image.fromarray(arr).resize((cell_w, cell_h), Image.NEAREST)
             canvas.paste(cell, (c * cell_w, y + LABEL_HEIGHT))
             draw.text((c * cell_w + 2, y + 1), label, fill="black")
-    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
-    return np.asarray(canvas)
+    return canvas
