@@ -138,6 +138,9 @@ class ColorizationDataset(HRImageDataset):
         if self.short_side is None:  # photos are resized to short_side >= crop_size otherwise
             super()._check_sizes()
 
+    def whole_min_side(self) -> int:
+        return 11  # validation SSIM: scikit-image's 11x11 Gaussian window, no border crop
+
     def _decode(self, i: int) -> np.ndarray:
         return resize_short_side(super()._decode(i), self.short_side)
 

@@ -56,6 +56,9 @@ class FilmDataset(HRImageDataset):
             hf_split=hf_split, hf_image_column=hf_image_column, cache=cache,
         )
 
+    def whole_min_side(self) -> int:
+        return 11  # validation SSIM: scikit-image's 11x11 Gaussian window, no border crop
+
     def _pair(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         # gate weave moves the target with the damaged frame (FilmDamage.pair)
         return damaged_pair(img, rng, self.damage, self.grey)

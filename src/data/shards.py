@@ -253,7 +253,7 @@ class StreamingDataset(IterableDataset):
             return decode_image(payload, where)
         from restoregan.data.io import from_pil
 
-        return from_pil(_hf_image().decode_example(payload))  # what the map-style "hf:" source decodes
+        return from_pil(_hf_image().decode_example(payload), where)  # what the map-style "hf:" source decodes
 
 
 def _hf_image():

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from restoregan.data.datasets import HRImageDataset, _ProcessRandom
-from restoregan.data.io import read_image, to_tensor
+from restoregan.data.io import ImageReadError, check_images, read_image, to_tensor
 from restoregan.data.video import SceneCutDetector, VideoReadError, read_frames, windows_without_cuts
 
 
@@ -89,6 +89,13 @@ class SyntheticMotionDataset(Dataset):
     ) -> None:
         self.paths = HRImageDataset._resolve_paths(source)
         self.crop_size, self.windows = crop_size, _check_windows(windows)
+        # every header read up front (truncated, animated, over the pixel cap: refused here, by name); the moving
+        # foreground is a patch of up to 0.6 x crop_size cut from a photo, so each must be at least that large
+        least = int(0.6 * crop_size)
+        for path, info in zip(self.paths, check_images(self.paths)):
+            if min(info.height, info.width) < least:
+                raise ImageReadError(f"{path}: image is {info.height}x{info.width}; motion sequences at crop_size "
+                                     f"{crop_size} need photos of at least {least} pixels a side")
         self.train, self.repeat, self.seed = train, repeat, seed
         self.max_shift, self.max_zoom, self.max_rotation = max_shift, max_zoom, math.radians(max_rotation)
         self.max_fg_shift, self.foreground_prob = max_fg_shift, foreground_prob

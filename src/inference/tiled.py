@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,23 @@ from torch import Tensor, nn
 
 
 def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Reflect-pad bottom/right so H and W divide `multiple` (pixel-unshuffle nets need it)."""
-    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+    """Pad bottom/right so H and W divide `multiple` (pixel-unshuffle and U-Net nets need it). Reflect, as the
+    nets pad themselves; a side too short to reflect (a 1x1 or 2x3 image padded to 4) is replicated instead."""
+    for dim in (-2, -1):
+        pad = (-x.shape[dim]) % multiple
+        if pad:
+            mode = "reflect" if pad < x.shape[dim] else "replicate"
+            x = F.pad(x, (0, pad, 0, 0) if dim == -1 else (0, 0, 0, pad), mode=mode)
+    return x
+
+
+def net_multiple(net: nn.Module, scale: int) -> int:
+    """What the sides of `net`'s input must divide: 4 // scale for the ESRGAN family at scale 1 and 2 (pixel
+    unshuffle), and a net's own `multiple` (RestoreUNet: 2**num_levels), which it would otherwise pad to itself
+    with reflection, impossible for an image smaller than the padding."""
+    base = 4 // scale if scale in (1, 2) else 1
+    own = getattr(net, "multiple", 1)
+    return math.lcm(base, own) if isinstance(own, int) and own > 0 else base
 
 
 def _run(net: nn.Module, x: Tensor, scale: int, device: torch.device, half: bool, multiple: int) -> Tensor:
@@ -56,8 +71,8 @@ def upscale(
     `tile=None` (or a tile covering the image) runs in one pass. `device` defaults to the net's; the net is
     expected to live there. `half` enables fp16 autocast on CUDA only (CPU fp16 is slow and inexact).
     `pad_multiple`: nets that pixel-unshuffle their input (RRDBNet x1/x2 by 4/scale) need sides divisible by
-    it; each pass is reflect-padded to it and cropped back, and tiles start on multiples of it so pixels are
-    grouped as in the full image. Default: 4 // scale for scale 1 and 2 (the ESRGAN family), else 1.
+    it; each pass is padded to it (reflect, or replicate for sides too short to reflect) and cropped back, and
+    tiles start on multiples of it so pixels are grouped as in the full image. Default: `net_multiple`.
     """
     single = img.dim() == 3
     x = img[None] if single else img
@@ -73,7 +88,7 @@ def upscale(
     device = torch.device(device)
     half = half and device.type == "cuda"
     if pad_multiple is None:
-        pad_multiple = 4 // scale if scale in (1, 2) else 1
+        pad_multiple = net_multiple(net, scale)
 
     b, c, h, w = x.shape
     if tile is None or (tile >= h and tile >= w):
