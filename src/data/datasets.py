@@ -4,25 +4,23 @@
 datasets); `PairedImageDataset` reads LR/HR pairs from two folders. Items are
 `{"lq": (3, h, w), "gt": (3, h*scale, w*scale), "name": str}` float tensors in [0, 1].
 
-Training items are random (crop, flips, 90-degree rotations, degradation parameters) from a per-process
-generator seeded off torch's initial seed, which Lightning's `seed_everything(workers=True)` makes
-reproducible and distinct per DataLoader worker. Validation items are a pure function of (seed, index).
+Training items are random (crop, flips, 90-degree rotations, degradation parameters); SRDataModule's training
+loader makes each a pure function of (seed, epoch, index) (restoregan.data.rng), so worker count and restarts do
+not change them. Validation items are a pure function of (seed, index).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import albumentations as A
 import numpy as np
 import skimage
-import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from restoregan.data.io import ImageReadError, from_pil, list_images, read_image, to_tensor
+from restoregan.data.io import ImageReadError, check_images, from_pil, inspect_image, list_images, read_image, to_tensor
+from restoregan.data.rng import _ProcessRandom
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -71,36 +69,10 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the header only; also rejects files that are not images, early and by name."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except Exception as err:
-        raise ImageReadError(f"{path}: not an image ({type(err).__name__}: {err})") from None
-
-
-class _ProcessRandom:
-    """A numpy generator created lazily in each process (main or DataLoader worker)."""
-
-    def __init__(self) -> None:
-        self._pid: int | None = None
-        self.rng = np.random.default_rng()
-
-    def get(self) -> np.random.Generator:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            seed = torch.initial_seed() % 2**63
-            # DDP ranks share the global seed; with num_workers=0 they would draw identical crops and damage (on
-            # different images). Rank 0 keeps the single-process stream, so one-process runs are unchanged.
-            rank = _global_rank()
-            self.rng = np.random.default_rng(seed if rank == 0 else np.random.SeedSequence([seed, rank]))
-        return self.rng
-
-
-def _global_rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return int(os.environ.get("RANK", 0))
+    """(H, W) as read (EXIF orientation applied) from the header only; also rejects, early and by name, files
+    that are not images, are truncated, animated or above the pixel cap (restoregan.data.io.inspect_image)."""
+    info = inspect_image(path)
+    return info.height, info.width
 
 
 class HRImageDataset(Dataset):
@@ -148,8 +120,9 @@ class HRImageDataset(Dataset):
         else:
             self.paths = self._resolve_paths(source)
             self.names = [p.name for p in self.paths]
-            if crop_size is not None:
-                self._check_sizes()
+            # every header read once, up front: a bad file fails here by name, not in a worker mid-run
+            self.sizes = [(info.height, info.width) for info in check_images(self.paths)]
+            self._check_sizes()
         self._random = _ProcessRandom()
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self._augment = A.Compose(
@@ -184,12 +157,22 @@ class HRImageDataset(Dataset):
             return datasets.load_dataset("imagefolder", data_dir=name, split=split)
         return datasets.load_dataset(name, split=split)
 
+    def whole_min_side(self) -> int:
+        """The smallest side a whole validation image (crop_size None) can be scored at: SR validation takes
+        SSIM-Y's 11x11 window inside a `scale`-pixel border crop."""
+        return 11 + 2 * self.scale
+
     def _check_sizes(self) -> None:
         """Fail at start-up, by name, rather than in a DataLoader worker an hour in."""
-        for path in self.paths:
-            h, w = image_size(path)
+        for path, (h, w) in zip(self.paths, self.sizes):
             h, w = h - h % self.scale, w - w % self.scale
-            if min(h, w) < self.crop_size:
+            if self.crop_size is None:
+                if min(h, w) < self.whole_min_side():
+                    raise ImageReadError(
+                        f"{path}: image is {h}x{w} (after cropping to a multiple of scale {self.scale}), too small "
+                        f"to validate on: the metrics need {self.whole_min_side()} pixels a side; drop it"
+                    )
+            elif min(h, w) < self.crop_size:
                 raise ImageReadError(
                     f"{path}: image is {h}x{w} (after cropping to a multiple of scale {self.scale}), "
                     f"smaller than the crop {self.crop_size}x{self.crop_size}; lower data.crop_size or drop it"
@@ -216,7 +199,7 @@ class HRImageDataset(Dataset):
         elif self.hf is None:
             return read_image(self.paths[i])
         else:
-            arr, name = from_pil(self.hf[i][self.hf_column]), self.names[i]
+            arr, name = from_pil(self.hf[i][self.hf_column], self.names[i]), self.names[i]
         h, w = arr.shape[0] - arr.shape[0] % self.scale, arr.shape[1] - arr.shape[1] % self.scale
         if self.crop_size and min(h, w) < self.crop_size:
             # checked here, not at start-up: a hub dataset or a stream may be too large to decode up front
@@ -297,6 +280,10 @@ class PairedImageDataset(Dataset):
             )
         if self.crop_size and min(hh, hw) < self.crop_size:
             raise ImageReadError(f"{hr}: image is {hh}x{hw}, smaller than the crop {self.crop_size}x{self.crop_size}")
+        least = 11 + 2 * self.scale  # whole images: SSIM-Y's 11x11 window inside the scale-pixel border crop
+        if not self.crop_size and min(hh, hw) < least:
+            raise ImageReadError(f"{hr}: image is {hh}x{hw}, too small to validate on: the metrics need {least} "
+                                 "pixels a side; drop it")
 
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat
