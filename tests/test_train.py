@@ -117,7 +117,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(run_mod, "extra_callbacks", lambda: original() + extra)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(compose_train(overrides))
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["state_dict"]["iteration"].item() == 4  # checkpoint after the validation at iteration 4
 
     # A fresh start over it must be refused; resuming picks up exactly what was saved.
@@ -168,7 +168,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "MEMBER: 2/2" in out  # Lightning's banner: two processes joined the group
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["state_dict"]["iteration"].item() == 4
 
 

@@ -8,6 +8,15 @@ import torch
 from torch import Tensor, nn
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became inf/nan; `term` is its config name (e.g. "pix"), for the trainer to name with the
+    iteration."""
+
+    def __init__(self, message: str, term: str | None = None, value: float = float("nan")) -> None:
+        super().__init__(message)
+        self.term, self.value = term, value
+
+
 class WeightedSum(nn.Module):
     """`terms = {name: {"weight": w, "fn": module}}`; forward -> (sum of w * fn(pred, target), {name: fn value}).
 
@@ -36,6 +45,9 @@ class WeightedSum(nn.Module):
         if not torch.isfinite(total):
             for name, value in values.items():
                 if not torch.isfinite(value).all():
-                    raise FloatingPointError(f"loss term {name!r} ({type(self.fns[name]).__name__}) is {value.item()}")
-            raise FloatingPointError(f"the weighted loss sum is {total.item()} (every term is finite: overflow)")
+                    bad = value.item()
+                    fn = type(self.fns[name]).__name__
+                    raise NonFiniteLossError(f"loss term {name!r} ({fn}) is {bad}", name, bad)
+            raise NonFiniteLossError(f"the weighted loss sum is {total.item()} (every term is finite: overflow)",
+                                     None, total.item())
         return total, values

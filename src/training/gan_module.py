@@ -20,9 +20,11 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from restoregan.losses.weighted import WeightedSum
+from restoregan.gans.checkpoint import CheckpointError
+from restoregan.losses.weighted import NonFiniteLossError, WeightedSum
 from restoregan.training.ema import make_ema, update_ema, warmup_decay
 from restoregan.training.grid import save_grid
+from restoregan.training.health import TrainingHealthError, last_good_checkpoint
 
 FORMAT_VERSION = 1
 
@@ -73,6 +75,7 @@ class GANModule(pl.LightningModule):
         # times a step; this one is synced from the buffer once when training starts (after a resume's load).
         self._iteration_host: int | None = None
         self.register_load_state_dict_post_hook(_forget_host_iteration)
+        self.baseline_names: list[str] = []  # the task's baselines, as validation logs them (the health check's)
 
     def setup(self, stage: str) -> None:
         # Speed switches (bench/perf_training.py measures each; docs/PERFORMANCE.md). channels_last: NHWC weights,
@@ -130,8 +133,8 @@ class GANModule(pl.LightningModule):
         phase = self.phase
         if phase == self.G_PRETRAIN:
             output = self.task.generate(self.net_g, batch)  # e.g. (b, 3, H, W)
-            l_g, parts = self.pretrain_loss(output, real_target)
-            self._step(opt_g, l_g)
+            l_g, parts = self._loss(self.pretrain_loss, output, real_target)
+            self._step(opt_g, l_g, "g_loss")
             if self._logging_step():
                 self._log_parts("g", parts, l_g)
         elif phase == self.D_PRETRAIN:
@@ -145,10 +148,10 @@ class GANModule(pl.LightningModule):
 
             # --- generator ---
             self.toggle_optimizer(opt_g)
-            l_content, parts = self.content_loss(output, real_target)
+            l_content, parts = self._loss(self.content_loss, output, real_target)
             l_adv = self.adversarial_loss.g_loss(self.net_d, real, fake)
             l_g = l_content + self.hparams.adversarial_weight * l_adv
-            self._step(opt_g, l_g)
+            self._step(opt_g, l_g, "g_loss", {"g_adv": l_adv})
             self.untoggle_optimizer(opt_g)
             if self._logging_step():
                 self._log_parts("g", parts, l_g)
@@ -167,21 +170,40 @@ class GANModule(pl.LightningModule):
         # --- discriminator ---
         self.toggle_optimizer(opt_d)
         l_d, d_logs = self.adversarial_loss.d_loss(self.net_d, real, fake)
-        self._step(opt_d, l_d)
+        self._step(opt_d, l_d, "d_loss", {f"train/{k}": v for k, v in d_logs.items()})
         self.untoggle_optimizer(opt_d)
         if self._logging_step():
             self.log("train/d_loss", l_d.detach())
             for key, value in d_logs.items():
                 self.log(f"train/{key}", value.detach())
 
-    def _step(self, opt: torch.optim.Optimizer, loss: Tensor) -> None:
+    def _loss(self, loss: WeightedSum, output: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generator's weighted loss; a non-finite term stops training naming it as logged (g_pix, ...)."""
+        try:
+            return loss(output, target)
+        except NonFiniteLossError as err:
+            what = (f"loss term g_{err.term} ({type(loss.fns[err.term]).__name__})" if err.term is not None
+                    else "loss g_loss (the weighted sum of finite terms: overflow)")
+            raise TrainingHealthError(self._stop_message(what, err.value)) from None
+
+    def _step(
+        self, opt: torch.optim.Optimizer, loss: Tensor, name: str, parts: dict[str, Tensor] | None = None
+    ) -> None:
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at iteration {int(self.iteration)}")
+            # name the culprit: a non-finite part (the adversarial term, D's outputs), else the total itself
+            bad = {k: float(v) for k, v in (parts or {}).items() if not torch.isfinite(v).all()}
+            if name == "g_loss" and "g_adv" in bad:
+                raise TrainingHealthError(self._stop_message("loss term g_adv (adversarial)", bad["g_adv"]))
+            detail = f" ({', '.join(f'{k} {v}' for k, v in bad.items())})" if bad else ""
+            raise TrainingHealthError(self._stop_message(f"loss {name}{detail}", loss.item()))
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.grad_clip:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
+
+    def _stop_message(self, what: str, value: float) -> str:
+        return f"{what} is {value} at iteration {self._iter}; {last_good_checkpoint(self._trainer)}"
 
     def _logging_step(self) -> bool:
         """Whether Lightning writes step metrics after this batch (every trainer.log_every_n_steps). Values
@@ -233,6 +255,7 @@ class GANModule(pl.LightningModule):
             name: self.task.metrics(base, target) for name, base in self.task.baselines(batch).items()
         }
         n = target.shape[0]
+        self.baseline_names = list(baseline_scores)
         for key, value in scores.items():
             self.log(f"val/{key}", value, batch_size=n, sync_dist=True, prog_bar=key == "psnr")
         for name, b_scores in baseline_scores.items():
@@ -255,6 +278,22 @@ class GANModule(pl.LightningModule):
                 logger.log_image(key="val/grid", images=[grid], step=self.global_step)
 
     # --- checkpoints ------------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Before Lightning loads the weights: a checkpoint of another run's networks would otherwise end in a
+        # 60-line "Error(s) in loading state_dict"; say which file and what differs in one line.
+        path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        saved = checkpoint.get("restoregan") if isinstance(checkpoint.get("restoregan"), dict) else {}
+        if saved.get("task") not in (None, self.task.name):
+            raise CheckpointError(f"{path}: a checkpoint of a {saved['task']} run; this run's task is "
+                                  f"{self.task.name} (resume with a checkpoint of this run)")
+        problem = state_dict_mismatch(checkpoint.get("state_dict"), self.state_dict())
+        if problem:
+            generator = saved.get("generator")
+            theirs = generator.get("_target_", "?") if isinstance(generator, dict) else "?"
+            ours = (self.hparams.generator_config or {}).get("_target_", "?")
+            raise CheckpointError(f"{path}: its networks do not fit this run's (generator {theirs} there, {ours} "
+                                  f"here): {problem}; resume with a checkpoint of this run's configuration")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Self-describing checkpoints: evaluate.py / infer.py rebuild the generator without the config.
         checkpoint["restoregan"] = {
@@ -266,6 +305,24 @@ class GANModule(pl.LightningModule):
         }
 
 
+
+
+def state_dict_mismatch(saved: Any, expected: dict[str, Tensor]) -> str | None:
+    """The first difference between a checkpoint's state dict and the module's, in words; None if they fit."""
+    if not isinstance(saved, dict):
+        return "it holds no state_dict"
+    missing = [k for k in expected if k not in saved]
+    if missing:
+        return f"{len(missing)} tensors missing, e.g. {missing[0]}"
+    unexpected = [k for k in saved if k not in expected]
+    if unexpected:
+        return f"{len(unexpected)} unexpected tensors, e.g. {unexpected[0]}"
+    for key, tensor in expected.items():
+        other = saved[key]
+        if not isinstance(other, Tensor) or other.shape != tensor.shape:
+            shape = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+            return f"{key} is {shape} there, {tuple(tensor.shape)} here"
+    return None
 
 
 def _forget_host_iteration(module: GANModule, incompatible_keys: Any) -> None:

@@ -11,11 +11,17 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger
 
+from restoregan.data.io import set_max_pixels
 from restoregan.gans.checkpoint import load_generator, save_export
 from restoregan.losses.weighted import WeightedSum
 from restoregan.training.gan_module import GANModule, task_meta
+from restoregan.training.health import HealthConfig, health_monitor
+from restoregan.training.lock import hold_run, launching_rank, save_run_config
+from restoregan.training.checkpoint_io import AtomicCheckpointIO, remove_checkpoint_temps
 from restoregan.training.progress import IterationProgressBar
+from restoregan.training.resume import ResumeState, read_resume_state, resume_loggers
 
 
 @dataclass
@@ -101,9 +107,20 @@ def total_iterations(cfg: DictConfig) -> int:
 
 
 def check_schedule(cfg: DictConfig) -> None:
-    for key in ("pretrain_iters", "d_pretrain_iters", "gan_iters"):
-        if cfg[key] < 0:
-            raise ValueError(f"{key}={cfg[key]}: must be >= 0")
+    """The run's own keys, before anything starts: one line naming the key, its value and what it takes."""
+    whole = {"pretrain_iters": 0, "d_pretrain_iters": 0, "gan_iters": 0, "val_every": 1, "seed": 0}
+    for key, low in whole.items():
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (key == "seed" and value >= 2**32):
+            what = "a seed from 0 to 2**32-1" if key == "seed" else f"a whole number of iterations >= {low}"
+            raise ValueError(f"{key}={value}: expected {what}")
+    for key in ("overwrite", "pretrained_backbones"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ValueError(f"{key}={cfg[key]}: expected true or false")
+    for key in ("ckpt_path", "init_from", "run_dir"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise ValueError(f"{key}={cfg[key]}: expected a path" + (", `last` or null" if key == "ckpt_path" else ""))
+    HealthConfig.from_config(cfg.get("health"))  # the health checks' settings, now rather than at the first validation
     if cfg.d_pretrain_iters > 0 and not has_gan(cfg):
         raise ValueError(
             f"d_pretrain_iters={cfg.d_pretrain_iters} needs a discriminator and an adversarial loss term "
@@ -125,26 +142,11 @@ def evaluate_hint(task: str, scale: int) -> str:
 
 def save_final_checkpoint(trainer: pl.Trainer, last: Path) -> None:
     """Checkpoints come after validations; the iterations after the last one would otherwise be lost to
-    `ckpt_path=last`. Written beside and renamed, so a kill mid-write leaves the previous last.ckpt intact."""
-    tmp = last.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)  # full state for resume; every rank calls it, rank zero writes
-    if trainer.is_global_zero:
-        os.replace(tmp, last)
+    `ckpt_path=last`. Every rank calls it, rank zero writes (aside, then renamed: AtomicCheckpointIO)."""
+    trainer.save_checkpoint(last, weights_only=False)  # full state for resume
 
 
-def train(cfg: DictConfig) -> TrainResult:
-    os.environ.setdefault("WANDB_MODE", "offline")
-    # The EMA generator and frozen perceptual backbones are in eval mode by design; the pytree notice is
-    # Lightning talking to a newer torch. Neither is actionable for a user.
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    check_schedule(cfg)
-    run_dir = Path(cfg.run_dir)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, cfg.overwrite)
-    pl.seed_everything(cfg.seed, workers=True)
-
-    module = build_module(cfg)
-    datamodule = instantiate(cfg.data)
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="iter{step:07d}",
@@ -152,11 +154,25 @@ def train(cfg: DictConfig) -> TrainResult:
         save_last=True,
         save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
     )
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    callbacks: list[pl.Callback] = [checkpoint, *extra_callbacks()]
+    # HealthMonitor before ModelCheckpoint (Lightning runs checkpoint callbacks last): an unhealthy state is never saved
+    callbacks: list[pl.Callback] = [checkpoint, ResumeState(), health_monitor(cfg.get("health")), *extra_callbacks()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(IterationProgressBar(total_iterations(cfg)))
-    trainer: pl.Trainer = instantiate(
+    return callbacks
+
+
+def build_logger(cfg: DictConfig, resume: dict | None) -> Logger | bool:
+    """The configured logger; on resume told where the checkpoint left it (its rows, its run id)."""
+    if not cfg.get("logger"):
+        return False
+    logger = instantiate(cfg.logger)
+    if resume is not None:
+        resume_loggers([logger], resume)
+    return logger
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback], logger: Logger | bool) -> pl.Trainer:
+    return instantiate(
         cfg.trainer,
         max_steps=max_steps(cfg),
         val_check_interval=cfg.val_every,
@@ -164,32 +180,67 @@ def train(cfg: DictConfig) -> TrainResult:
         default_root_dir=str(run_dir),
         logger=logger,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],  # checkpoints whole or absent
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+
+def export_generator(cfg: DictConfig, module: GANModule, run_dir: Path) -> Path:
+    export = run_dir / "export" / "generator"
+    save_export(
+        export,
+        module.net_g_eval,
+        arch=OmegaConf.to_container(cfg.generator, resolve=True),
+        meta={
+            "task": module.task.name,
+            "scale": getattr(module.task, "scale", 1),
+            "name": cfg.name,
+            "iterations": int(module.iteration),
+            **task_meta(module.task),
+        },
+    )
+    print(
+        f"\nTraining done ({int(module.iteration)} iterations).\n"
+        f"  checkpoints: {run_dir / 'checkpoints'}\n"
+        f"  exported generator: {export}.safetensors (+ .yaml)\n"
+        f"  validation grids: {run_dir / 'images'}\n"
+        f"  evaluate: python evaluate.py ckpt={export}.safetensors {evaluate_hint(module.task.name, cfg.scale)} "
+        f"out_dir={run_dir / 'eval'}"
+    )
+    return export
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """One run, one writer: the run folder's lock (src/training/lock.py) is held from before anything is written
+    there until train() returns or raises."""
+    check_schedule(cfg)
+    set_max_pixels(cfg.max_pixels)  # before the datasets read any header; workers inherit it via the environment
+    with hold_run(Path(cfg.run_dir)):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> TrainResult:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    # The EMA generator and frozen perceptual backbones are in eval mode by design; the pytree notice is
+    # Lightning talking to a newer torch. Neither is actionable for a user.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Lightning's notice on every resume (a fresh start over an existing run is refused before it)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    run_dir = Path(cfg.run_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, cfg.overwrite)
+    resume = read_resume_state(ckpt_path) if ckpt_path else None  # weights-only: a hostile file is refused here
+    remove_checkpoint_temps(run_dir / "checkpoints")  # a killed run's half-written checkpoints
+    pl.seed_everything(cfg.seed, workers=True)
+
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    logger = build_logger(cfg, resume)
+    trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir), logger)
+    if launching_rank():
+        save_run_config(run_dir, cfg)  # .hydra/: Hydra itself writes nothing into the run folder (train.yaml)
+    # weights_only: resuming reads tensors and plain data, never unpickles code from the checkpoint
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     save_final_checkpoint(trainer, run_dir / "checkpoints" / "last.ckpt")
 
-    export = None
-    if trainer.is_global_zero:
-        export = run_dir / "export" / "generator"
-        save_export(
-            export,
-            module.net_g_eval,
-            arch=OmegaConf.to_container(cfg.generator, resolve=True),
-            meta={
-                "task": module.task.name,
-                "scale": getattr(module.task, "scale", 1),
-                "name": cfg.name,
-                "iterations": int(module.iteration),
-                **task_meta(module.task),
-            },
-        )
-        last = Path(checkpoint.last_model_path or run_dir / "checkpoints" / "last.ckpt")
-        print(
-            f"\nTraining done ({int(module.iteration)} iterations).\n"
-            f"  checkpoints: {last.parent}\n"
-            f"  exported generator: {export}.safetensors (+ .yaml)\n"
-            f"  validation grids: {run_dir / 'images'}\n"
-            f"  evaluate: python evaluate.py ckpt={export}.safetensors {evaluate_hint(module.task.name, cfg.scale)} "
-            f"out_dir={run_dir / 'eval'}"
-        )
+    export = export_generator(cfg, module, run_dir) if trainer.is_global_zero else None
     return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", export, module)
