@@ -51,6 +51,8 @@ def run(main: Callable[[], Any]) -> None:
     """Call a @hydra.main function; any exception becomes `error: <one line>` on stderr and exit status 1
     (130 for Ctrl-C). SystemExit passes through (Hydra's --help, sys.exit(message))."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print
+    if hasattr(sys.stdout, "reconfigure"):  # a file name that is not valid UTF-8 must not fail "wrote <path>"
+        sys.stdout.reconfigure(errors="backslashreplace")
     if traceback_wanted():
         main()
         return
@@ -162,6 +164,7 @@ def check_override_types(cfg: Any) -> None:
     values = [o for o in overrides if not (o.is_add() or o.is_delete() or o.is_force_add())
               and o.key_or_group not in groups and not o.key_or_group.startswith("hydra")
               and o.package is None]
+    values = list({o.key_or_group: o for o in values}.values())  # a key given twice: the last one counts
     if not values:
         return
     choices = [o.input_line for o in overrides if o.key_or_group in groups]

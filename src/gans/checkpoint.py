@@ -114,22 +114,47 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
     """Load a generator from an export, a train.py checkpoint or a community model file (see module doc)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: " + ("a folder, not a model file" if path.is_dir() else "checkpoint not found"))
     if path.suffix == ".yaml":
         loaded = _load_export_yaml(path)
     elif path.suffix == ".safetensors":
         loaded = _load_safetensors(path)
     else:
         loaded = _load_pickle(path)
+    check_finite(path, loaded.net)
     loaded.net.to(device).eval()
     return loaded
 
 
-def _read_description(path: Path) -> dict:
+def check_finite(path: Path, net: nn.Module) -> None:
+    """Refuse a network with NaN or infinite weights (a diverged run's export, a damaged file): it would write
+    black or garbage images without a word."""
+    for key, value in net.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            what = "NaN" if bool(value.isnan().any()) else "infinite"
+            raise CheckpointError(f"{path}: weight {key} holds {bad} {what} values of {value.numel()}; the model is "
+                                  "broken (a diverged training run or a damaged file)")
+
+
+MAX_DESCRIPTION_BYTES = 64 * 1024  # real ones hold a few hundred bytes; PyYAML reads only ~60 KB/s
+
+
+def load_description(path: Path) -> Any:
+    """An export yaml as plain data (`yaml.safe_load`: no tags, no Python objects), refused in one line when it
+    is too large to be one (a multi-megabyte yaml would take minutes to parse) or not YAML."""
+    size = path.stat().st_size
+    if size > MAX_DESCRIPTION_BYTES:
+        raise CheckpointError(f"{path}: not an export description ({size} bytes; a description holds at most "
+                              f"{MAX_DESCRIPTION_BYTES})")
     try:
-        description = yaml.safe_load(path.read_text())  # plain data only: no tags, no Python objects
+        return yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: not an export description (invalid YAML: {_first_line(err)})") from None
+
+
+def _read_description(path: Path) -> dict:
+    description = load_description(path)
     if not isinstance(description, dict) or "generator" not in description:
         raise CheckpointError(f"{path}: not an export description (no `generator` key)")
     return description
@@ -180,10 +205,23 @@ def torch_load_weights_only(path: str | Path, mmap: bool = False) -> Any:
     never unpickled, and torch's advice to load it unsafely is not passed on. For every loader of a user's
     file (train.py's resume too)."""
     path = Path(path)
+    with open(path, "rb") as f:  # OSError names the path
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..) or, before torch 1.6, a pickle of protocol 2+ (0x80): anything else
+    # (a text file, an image, random bytes) is no checkpoint, and must not be reported as "holding objects"
+    if not head:
+        raise CheckpointError(f"{path}: not a checkpoint (the file is empty)")
+    if head != b"PK\x03\x04" and head[0] != 0x80:
+        raise CheckpointError(f"{path}: not a checkpoint (not a file written by torch.save)")
     try:
         with warnings.catch_warnings():  # torch announces a TorchScript archive before refusing it (below)
             warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as err:  # a legacy (non-zip) torch file cannot be memory-mapped: read it whole
+                if not (mmap and "mmap can only be used" in str(err)):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "weights_only" not in text and "Weights only" not in text:  # not a pickle at all
@@ -254,8 +292,47 @@ def _from_description(
     meta = {k: plain_value(path, k, v) for k, v in description.items()
             if k not in ("generator", "task", "scale", "format_version")}
     net, arch = build_generator(path, arch, state, weights_path)
+    built = getattr(net, "scale", None)
+    if scale is not None and isinstance(built, int) and scale != built:  # the net decides output sizes
+        raise CheckpointError(f"{path}: scale: {scale}, but the {arch['_target_']} it describes scales x{built}")
     scale = scale if scale is not None else int(getattr(net, "scale", 1))
+    check_task(path, task, net, arch, meta)
     return LoadedGenerator(net, scale, task, arch, f"{source}: {arch['_target_']}", meta)
+
+
+# What each task feeds its generator and reads back: (class names, input channels, output channels; None = the
+# class fixes it). A description pairing a task with a network that cannot serve it (an SR net tagged
+# colorize, an RRDBNet of 1 input channel tagged sr) would otherwise fail deep inside the first forward pass.
+_IMAGE_NETS = ("SRResNet", "RRDBNet", "RestoreUNet")
+TASK_NETS = {"sr": (_IMAGE_NETS, 3, 3), "restore": (_IMAGE_NETS, 3, 3),
+             "colorize": (("ColorizeUNet",), None, 2), "interp": (("InterpolationNet",), None, None)}
+
+
+def check_task(path: Path, task: str, net: nn.Module, arch: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """Refuse, naming the file and the key, a description whose task its network cannot do or whose task
+    settings (`color_space`, `render_size`, `grey`) are not values the task takes. Unknown tasks pass: the entry
+    points name them."""
+    if task in TASK_NETS:
+        classes, in_ch, out_ch = TASK_NETS[task]
+        name = type(net).__name__
+        if name not in classes:
+            raise CheckpointError(f"{path}: task: {task}, but its generator {arch['_target_']} is not a {task} "
+                                  f"network (one of {', '.join(classes)})")
+        params = inspect.signature(type(net)).parameters
+        for key, want in (("num_in_ch", in_ch), ("num_out_ch", out_ch)):
+            got = arch.get(key, params[key].default if key in params else want)
+            if want is not None and got != want:
+                raise CheckpointError(f"{path}: generator.{key}: {got}, but task {task} needs {want} channels")
+    if "color_space" in meta:
+        from restoregan.data.color import SPACES
+
+        if meta["color_space"] not in SPACES:
+            raise CheckpointError(f"{path}: color_space: {_short(meta['color_space'])} is not one of {', '.join(SPACES)}")
+    size = meta.get("render_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise CheckpointError(f"{path}: render_size: {_short(size)} is not a positive whole number of pixels (or null)")
+    if "grey" in meta and not isinstance(meta["grey"], bool):
+        raise CheckpointError(f"{path}: grey: {_short(meta['grey'])} is not true or false")
 
 
 # --- descriptions: only our own generator classes, from plain data --------------------------------
@@ -387,6 +464,12 @@ def _check_weights(path: Path, net: nn.Module, state: Mapping[str, Any], arch_na
     unexpected = [k for k in state if k not in expected]
     shapes = [k for k in expected if k in state
               and (not isinstance(state[k], Tensor) or tuple(state[k].shape) != tuple(expected[k].shape))]
+    # float weights stored as integers or booleans would be cast silently into a different, useless network
+    kinds = [k for k in expected if k in state and k not in shapes and expected[k].is_floating_point()
+             and not (state[k].is_floating_point() or state[k].is_complex())]
+    if kinds:
+        raise CheckpointError(f"{path}: {len(kinds)} weights are not floating point (e.g. {kinds[0]}: "
+                              f"{state[kinds[0]].dtype}); not weights {arch_name} can use")
     if missing or unexpected or shapes:
         parts = []
         if missing:
