@@ -21,7 +21,7 @@ from tqdm import tqdm
 from restoregan import cli
 from restoregan.data.io import list_images, read_image, set_max_pixels, to_numpy, to_tensor, write_image
 from restoregan.evaluation.run import load_models
-from restoregan.inference.tiled import prepare_for_inference, resolve_device, upscale
+from restoregan.inference.tiled import check_tiling, prepare_for_inference, resolve_device, upscale
 from restoregan.outputs import Inputs, one_target_each, prepare_outputs
 
 
@@ -37,8 +37,27 @@ def output_paths(
     return targets
 
 
+# Settings checked up front (restoregan.cli.check_ranges):
+# key -> (least value, or None for auto/true/false; what it takes)
+OPTIONS = {
+    "restore.max_frames": (1, "a number of frames >= 1"), "colorize.max_frames": (1, "a number of frames >= 1"),
+    "colorize.render_size": (1, "a number of pixels >= 1"), "colorize.contact_frames": (1, "a number of rows >= 1"),
+    "colorize.contact_side": (1, "a number of pixels >= 1"), "interp.input_fps": (1e-9, "a frame rate above 0"),
+    "pipeline.max_frames": (1, "a number of frames >= 1"), "pipeline.segment_frames": (1, "a number of frames >= 1"),
+    "pipeline.batch": (1, "a number of frames >= 1"), "pipeline.contact_frames": (0, "a number of rows >= 0"),
+    "pipeline.contact_side": (1, "a number of pixels >= 1"), "pipeline.input_fps": (1e-9, "a frame rate above 0"),
+    "stages.colorize.render_size": (1, "a number of pixels >= 1"),
+    "stages.colorize.warmup": (0, "a number of frames >= 0"),
+    **{f"{block}.crf": (0, "a quality >= 0 (x264: 0-51, lower is better)")
+       for block in ("restore", "colorize", "interp", "pipeline")},
+    "half": (None, "auto, true or false"), "colorize.sequence": (None, "auto, true or false"),
+}
+
+
 def infer(cfg: DictConfig) -> list[Path]:
     set_max_pixels(cfg.max_pixels)  # checked from each image's header before it is decoded
+    check_tiling(cfg.tile, cfg.tile_overlap)
+    cli.check_ranges(cfg, OPTIONS)
     if cfg.pipeline is not None:  # pipeline=film: stages with their own checkpoints (restoregan.pipeline)
         from restoregan.pipeline.run import run_pipeline
 

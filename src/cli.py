@@ -176,3 +176,22 @@ def check_override_types(cfg: Any) -> None:
         if not _fits(value, default):
             raw = override.input_line.split("=", 1)[-1]
             raise ValueError(f"{key}={raw}: expected {_kind(default)} (default {default!r})")
+
+
+def check_ranges(cfg: Any, rules: Mapping[str, tuple[float | None, str]]) -> None:
+    """Refuse, in one line naming the key, a setting outside what it takes, before any work. `rules`: key ->
+    (least value, or None for auto/true/false; what it takes, for the message). A null value always passes (off,
+    or the default). For values that would not fail by themselves (a negative max_frames, half=maybe read as
+    true) or would fail deep inside (contact_frames=0)."""
+    from omegaconf import OmegaConf
+
+    for key, (least, takes) in rules.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        if least is None:
+            ok = value == "auto" or isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= least
+        if not ok:
+            raise ValueError(f"{key}={value}: expected {takes}")

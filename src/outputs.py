@@ -83,6 +83,9 @@ class Inputs:
         if same is not None:
             which = "" if str(same) == str(target) else f" ({same})"
             raise ValueError(f"{target}: output would overwrite an input{which}; choose another output name or folder")
+        if not folder and target.is_dir():  # found now, not after the work when the final rename fails
+            raise ValueError(f"{target}: is a folder, so the output file cannot be written there; remove it or "
+                             "choose another output name")
         for parent in resolved.parents:
             if parent in self.folders:
                 raise ValueError(f"{target}: output would be written into the input folder {self.folders[parent]} "

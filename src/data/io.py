@@ -154,8 +154,11 @@ def decode_image(data: bytes, where: str, error: type[Exception] = ImageReadErro
         arr = img.astype(np.float32) / 255.0
     elif img.dtype == np.uint16:
         arr = img.astype(np.float32) / 65535.0
-    elif img.dtype == np.float32:
-        arr = np.clip(img, 0.0, 1.0)
+    elif img.dtype in (np.float32, np.float64):
+        if np.isnan(img).any():  # clipping keeps NaN: it would reach the model and come out black
+            bad = int(np.isnan(img).reshape(*img.shape[:2], -1).any(axis=2).sum())
+            raise error(f"{where}: {bad} pixels are NaN (a float image with missing data); fill them first")
+        arr = np.clip(img.astype(np.float32), 0.0, 1.0)
     else:
         raise error(f"{where}: unsupported pixel type {img.dtype}")
     if arr.ndim == 2:

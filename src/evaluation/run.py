@@ -6,11 +6,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
+from restoregan.cli import check_ranges
 from restoregan.data.io import set_max_pixels
 from restoregan.evaluation.report import check_report_outputs
 from restoregan.evaluation.sr import Options, evaluate_sr
 from restoregan.gans.checkpoint import LoadedGenerator, load_generator
-from restoregan.inference.tiled import resolve_device
+from restoregan.inference.tiled import check_tiling, resolve_device
 
 
 def checkpoint_paths(ckpt: str | list | ListConfig | None) -> list[Path]:
@@ -49,6 +50,9 @@ def load_models(paths: list[Path], device) -> dict[str, LoadedGenerator]:
 
 
 TASKS = ("sr", "colorize", "interp", "restore")
+# checked up front (restoregan.cli.check_ranges): key -> (least value; what it takes)
+OPTIONS = {"grid_images": (1, "a number of rows >= 1"), "interp.max_triplets": (1, "a number of triplets >= 1"),
+           "temporal.max_frames": (2, "a number of frames >= 2"), "scale": (1, "a scale factor >= 1")}
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -56,6 +60,8 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.out_dir is None:
         raise ValueError("out_dir=DIR is required (python evaluate.py ckpt=... hr_dir=... out_dir=...)")
     set_max_pixels(cfg.max_pixels)  # checked from each image's header before it is decoded
+    check_tiling(cfg.tile, cfg.tile_overlap)
+    check_ranges(cfg, OPTIONS)
     check_report_outputs(cfg)  # before any work: the report must not land on, or among, the inputs
     if cfg.task == "temporal":
         return evaluate_temporal_task(cfg)

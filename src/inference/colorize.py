@@ -191,10 +191,12 @@ def colorize_sequence(
         "flicker_definition": FlickerMeter.DEFINITION,
     }
     staged.write_bytes(stability, (json.dumps(report, indent=2) + "\n").encode())
-    b, a = report["flicker_before"], report["flicker_after"]
+    # a single frame (or only cuts) has no pair to measure: its figures are None
+    b, a = ({k: "n/a" if v is None else f"{v:.3f}" for k, v in report[key].items()}
+            for key in ("flicker_before", "flicker_after"))
     print(
-        f"{name}: flicker (mean chroma change between frames, 8-bit levels) raw {b['raw']:.3f} -> {a['raw']:.3f}, "
-        f"motion-compensated {b['compensated']:.3f} -> {a['compensated']:.3f}; scene cuts at {cuts or 'none'}; "
+        f"{name}: flicker (mean chroma change between frames, 8-bit levels) raw {b['raw']} -> {a['raw']}, "
+        f"motion-compensated {b['compensated']} -> {a['compensated']}; scene cuts at {cuts or 'none'}; "
         f"max luminance change {max_lum_diff:.2f} levels"
     )
     return [contact, stability]

@@ -78,10 +78,7 @@ def upscale(
     x = img[None] if single else img
     if x.dim() != 4:
         raise ValueError(f"upscale: expected (3,H,W) or (B,3,H,W), got {tuple(img.shape)}")
-    if tile is not None and tile <= 0:
-        raise ValueError(f"upscale: tile must be positive or None, got {tile}")
-    if overlap < 0:
-        raise ValueError(f"upscale: overlap must be >= 0, got {overlap}")
+    check_tiling(tile, overlap)
     if device is None:
         param = next(net.parameters(), None)
         device = param.device if param is not None else x.device
@@ -109,6 +106,14 @@ def upscale(
             core = y[..., (top - t0) * scale : (bottom - t0) * scale, (left - l0) * scale : (right - l0) * scale]
             out[..., top * scale : bottom * scale, left * scale : right * scale] = core.to(x.device)
     return out[0] if single else out
+
+
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """The `tile` / `tile_overlap` settings, refused in one line naming the key (entry points call it up front)."""
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
+        raise ValueError(f"tile={tile}: must be a positive number of input pixels, or null for no tiling")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"tile_overlap={overlap}: must be a whole number of pixels >= 0")
 
 
 def prepare_for_inference(
@@ -159,7 +164,12 @@ def resolve_device(name: str | torch.device) -> torch.device:
     """`auto` -> cuda when available, else cpu; anything else as torch spells it, checked up front."""
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name}: MPS is not available on this machine (use device=cpu or auto)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name}: CUDA is not available on this machine (use device=cpu or auto)")
     return device

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import yaml
+from restoregan.gans.checkpoint import CheckpointError, load_description
 
 STAGE_TASKS = {"restore": "restore", "colorize": "colorize", "upscale": "sr", "interpolate": "interp"}
 
@@ -23,8 +23,8 @@ class MissingCheckpointError(ValueError):
 def export_task(path: Path) -> str | None:
     """The `task` of an export description, None when the yaml is not one (or unreadable)."""
     try:
-        description = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        description = load_description(path)  # size-capped: a huge yaml planted in runs/ must not stall the scan
+    except (OSError, CheckpointError):
         return None
     if not isinstance(description, dict) or "generator" not in description:
         return None

@@ -231,8 +231,8 @@ def run_pipeline(cfg: DictConfig) -> list[Path]:
         written = assemble(work, segments, sinks, source, rate, pcfg.crf, pcfg.pix_fmt, pcfg.audio, audio_end,
                            pcfg.contact_frames, pcfg.contact_side)
         completed = True
-    finally:
-        work.close(remove=completed and not pcfg.keep_segments)
+    finally:  # a run refused before its first segment (1-frame input, mixed frame sizes) leaves nothing behind
+        work.close(remove=(completed and not pcfg.keep_segments) or not any(work.path.glob("seg_*")))
     for path in written[1:]:
         print(f"also wrote {path}")
     return [output]
