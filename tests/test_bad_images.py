@@ -155,6 +155,17 @@ def test_cap_applies_to_decoded_hf_images_and_tiff_pillow_cannot_parse(tmp_path:
         image_io.from_pil(Image.new("RGB", (9, 6)), "hf:x[3]")
 
 
+def test_hf_sources_check_the_header_before_decoding(tmp_path: Path, cap, no_decode: list) -> None:
+    # "hf:" and "hf-stream:" images reach us encoded: the cap applies before any decoder runs, as for files
+    Image.new("RGB", (40, 30)).save((tmp_path / "hf").mkdir() or tmp_path / "hf" / "a.png")
+    ds = HRImageDataset(f"hf:{tmp_path / 'hf'}", BicubicDegradation(2), scale=2, crop_size=None, train=False)
+    set_max_pixels(1000)
+    with pytest.raises(ImageReadError) as err:
+        ds[0]
+    assert_one_line(err.value, tmp_path / "hf" / "a.png", "40x30")  # a local imagefolder: the file itself
+    assert no_decode == []
+
+
 def test_max_pixels_setting_is_checked_and_reaches_spawned_workers(cap) -> None:
     for bad in ("abc", -5, 0, 1.5, True):
         with pytest.raises(ValueError) as err:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import skimage
 from torch.utils.data import Dataset
 
-from restoregan.data.io import ImageReadError, check_images, from_pil, inspect_image, list_images, read_image, to_tensor
+from restoregan.data.io import (
+    ImageReadError, check_images, decode_hf_image, inspect_image, list_images, read_image, to_tensor,
+)
 from restoregan.data.rng import _ProcessRandom
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -114,7 +117,7 @@ class HRImageDataset(Dataset):
             self.stream = str(source)
             self.names, self.paths = [], []
         elif isinstance(source, str) and source.startswith("hf:"):
-            self.hf = self._load_hf(source[3:], hf_split)
+            self.hf = self._encoded(self._load_hf(source[3:], hf_split), source, hf_image_column)
             self.names = [f"{source}[{i}]" for i in range(len(self.hf))]
             self.paths: list[Path] = []
         else:
@@ -148,6 +151,17 @@ class HRImageDataset(Dataset):
             if not p.is_file():
                 raise ImageReadError(f"{p}: no such file")
         return paths
+
+    @staticmethod
+    def _encoded(ds: Any, source: str, column: str) -> Any:
+        """The dataset with its image column left encoded: decode_hf_image checks each header first."""
+        import datasets
+
+        if column not in ds.features:
+            raise ValueError(f"{source}: no column {column!r} (has {sorted(ds.features)}); set hf_image_column")
+        if not isinstance(ds.features[column], datasets.Image):
+            raise ValueError(f"{source}: column {column!r} holds {type(ds.features[column]).__name__}, not images")
+        return ds.cast_column(column, datasets.Image(decode=False))
 
     @staticmethod
     def _load_hf(name: str, split: str):
@@ -199,7 +213,7 @@ class HRImageDataset(Dataset):
         elif self.hf is None:
             return read_image(self.paths[i])
         else:
-            arr, name = from_pil(self.hf[i][self.hf_column], self.names[i]), self.names[i]
+            arr, name = decode_hf_image(self.hf[i][self.hf_column], self.names[i]), self.names[i]
         h, w = arr.shape[0] - arr.shape[0] % self.scale, arr.shape[1] - arr.shape[1] % self.scale
         if self.crop_size and min(h, w) < self.crop_size:
             # checked here, not at start-up: a hub dataset or a stream may be too large to decode up front

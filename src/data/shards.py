@@ -251,15 +251,9 @@ class StreamingDataset(IterableDataset):
     def _decode(self, where: str, payload: Any) -> np.ndarray:
         if self.hf is None:
             return decode_image(payload, where)
-        from restoregan.data.io import from_pil
+        from restoregan.data.io import decode_hf_image
 
-        return from_pil(_hf_image().decode_example(payload), where)  # what the map-style "hf:" source decodes
-
-
-def _hf_image():
-    import datasets
-
-    return datasets.Image()
+        return decode_hf_image(payload, where)  # as the map-style "hf:" source does: header checked first
 
 
 def load_hf_stream(name: str, split: str, column: str):

@@ -55,7 +55,7 @@ def write_report(
     targets = [out_dir / name for name in REPORT_FILES]
     (inputs if isinstance(inputs, Inputs) else Inputs(inputs)).check_all(targets)
     remove_stale_temps(targets)
-    with Staged() as staged:
+    with Staged(durable=True) as staged:
         staged.write_bytes(targets[0], json_bytes(report))
         staged.write_bytes(targets[1], markdown.encode())
         if isinstance(comparison, Image.Image):

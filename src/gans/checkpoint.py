@@ -103,7 +103,7 @@ def save_export(path: str | Path, net: nn.Module, arch: Mapping[str, Any], meta:
     weights, config = Path(f"{base}.safetensors"), Path(f"{base}.yaml")
     state = plain_state_dict(net)
     metadata = {"format": "pt", "restoregan": json.dumps(description)}
-    with Staged() as staged:  # both files written aside, renamed together: never new weights with an old yaml
+    with Staged(durable=True) as staged:  # both files written aside, renamed together: never new weights with an old yaml
         staged.write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
         staged.write(config, lambda tmp: Path(tmp).write_text(yaml.safe_dump(description, sort_keys=False)))
     return weights
@@ -316,8 +316,8 @@ def check_task(path: Path, task: str, net: nn.Module, arch: Mapping[str, Any], m
         classes, in_ch, out_ch = TASK_NETS[task]
         name = type(net).__name__
         if name not in classes:
-            raise CheckpointError(f"{path}: task: {task}, but its generator {arch['_target_']} is not a {task} "
-                                  f"network (one of {', '.join(classes)})")
+            raise CheckpointError(f"{path}: task: {task}, but its generator {arch['_target_']} is not a network for "
+                                  f"that task (one of {', '.join(classes)})")
         params = inspect.signature(type(net)).parameters
         for key, want in (("num_in_ch", in_ch), ("num_out_ch", out_ch)):
             got = arch.get(key, params[key].default if key in params else want)
@@ -327,7 +327,9 @@ def check_task(path: Path, task: str, net: nn.Module, arch: Mapping[str, Any], m
         from restoregan.data.color import SPACES
 
         if meta["color_space"] not in SPACES:
-            raise CheckpointError(f"{path}: color_space: {_short(meta['color_space'])} is not one of {', '.join(SPACES)}")
+            raise CheckpointError(
+                f"{path}: color_space: {_short(meta['color_space'])} is not one of {', '.join(SPACES)}"
+            )
     size = meta.get("render_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise CheckpointError(f"{path}: render_size: {_short(size)} is not a positive whole number of pixels (or null)")

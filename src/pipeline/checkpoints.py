@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 from restoregan.gans.checkpoint import CheckpointError, load_description
+from restoregan.pretrained import sha256_file as file_digest  # one file hash for the project
 
 STAGE_TASKS = {"restore": "restore", "colorize": "colorize", "upscale": "sr", "interpolate": "interp"}
 
@@ -63,12 +64,4 @@ def checkpoint_digest(path: Path) -> str:
     for file in files:
         digest.update(file.name.encode())
         digest.update(file_digest(file).encode())
-    return digest.hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     return digest.hexdigest()

@@ -133,7 +133,7 @@ def assemble(
 
     # the output, the side-by-side video and the contact sheet are written aside and appear together, only
     # when all are complete: a failure (a full disk, a kill) leaves the previous ones and no partial file
-    with Staged() as staged:
+    with Staged(durable=True) as staged:
         sbs_tmp = staged.temp(sinks.side_by_side) if sinks.side_by_side else None
         if sinks.fmt == "png":
             folder = staged.temp_dir(sinks.output)
