@@ -136,11 +136,14 @@ def test_nonfinite_loss_names_its_term_and_iteration(
 
 
 # --- the rules themselves, on logged values ------------------------------------------------------------------
-def _validate(monitor: HealthMonitor, psnr: float, bicubic: float, d_real: float | None = None, step: int = 0) -> bool:
-    """One validation through the monitor; True if it kept ModelCheckpoint from saving (a suspect state)."""
+def _validate(monitor: HealthMonitor, psnr: float, bicubic: float, d_real: float | None = None, step: int = 0,
+              d_fake: float | None = None) -> bool:
+    """One validation through the monitor; True if it kept ModelCheckpoint from saving (a suspect state).
+    D's mean outputs: d_real, and d_fake (-d_real unless given)."""
     metrics = {"val/psnr": torch.tensor(psnr), "val/psnr_bicubic": torch.tensor(bicubic)}
     if d_real is not None:
-        metrics |= {"train/d_real": torch.tensor(d_real), "train/d_fake": torch.tensor(-d_real)}
+        d_fake = -d_real if d_fake is None else d_fake
+        metrics |= {"train/d_real": torch.tensor(d_real), "train/d_fake": torch.tensor(d_fake)}
     checkpoint = SimpleNamespace(_last_global_step_saved=-1, dirpath=None)
     trainer = SimpleNamespace(sanity_checking=False, callback_metrics=metrics, checkpoint_callback=checkpoint,
                               checkpoint_callbacks=[checkpoint], callbacks=[monitor], global_step=step, world_size=1)
@@ -149,13 +152,17 @@ def _validate(monitor: HealthMonitor, psnr: float, bicubic: float, d_real: float
     return checkpoint._last_global_step_saved == step
 
 
-def test_default_rules_let_a_healthy_run_through() -> None:
+def test_rules_on_logged_values() -> None:
     monitor = HealthMonitor(HealthConfig())
     # a run from random weights starts far below bicubic: not a fall, never counted
     assert not any(_validate(monitor, p, 28.1, step=i) for i, p in enumerate([9.0, 14.0, 19.0]))
-    # pretraining reaches the baseline; a GAN phase costs PSNR and D logits swing by tens: within the defaults
-    for i, (psnr, d) in enumerate([(28.5, None), (29.3, None), (27.0, 8.0), (24.0, -35.0), (23.5, 60.0)], start=3):
+    # pretraining reaches the baseline; a GAN phase costs PSNR and D's gap swings by tens: within the defaults
+    for i, (psnr, d) in enumerate([(28.5, None), (29.3, None), (27.0, 8.0), (24.0, -15.0), (23.5, 25.0)], start=3):
         assert not _validate(monitor, psnr, 28.1, d, step=i)
+    # relativistic and WGAN-GP losses ignore a constant added to every D output: outputs that drifted far on a
+    # long run, with a healthy gap, are not saturation (they were under the old |mean output| rule)
+    assert not any(_validate(monitor, 28.0, 28.1, 5000.0 + i, step=10 + i, d_fake=4990.0) for i in range(4))
+    assert _validate(monitor, 28.0, 28.1, 60.0, step=20, d_fake=-60.0)  # a gap of 120: suspect
 
 
 def test_streaks_count_consecutive_validations_only() -> None:
@@ -170,6 +177,10 @@ def test_streaks_count_consecutive_validations_only() -> None:
     assert _validate(monitor, 28.0, 28.1, d_real=float("nan"), step=1)  # non-finite D output counts as saturated
     with pytest.raises(TrainingHealthError, match="net_d: saturated for 2 validations"):
         _validate(monitor, 28.0, 28.1, d_real=5e3, step=2)
+    monitor = HealthMonitor(HealthConfig(baseline_validations=0, saturation_validations=1))
+    # outputs beyond max_abs: float32 no longer resolves their gap (here 0), so they count as saturated
+    with pytest.raises(TrainingHealthError, match="net_d: saturated for 1 validations"):
+        _validate(monitor, 28.0, 28.1, d_real=3e21, step=1, d_fake=3e21)
 
 
 @pytest.mark.parametrize(
@@ -187,8 +198,113 @@ def test_bad_health_settings_are_refused_before_training(override: str, message:
     assert not tmp_path.exists() or not any(tmp_path.iterdir()), "nothing is written before the checks"
 
 
-def test_unknown_health_metric_is_named(tmp_path: Path) -> None:
-    expected = r"^health\.below_baseline\.metric=lpips: the task logs no val/lpips \(it logs psnr"
+class _Batches(pl.Callback):
+    """Counts training batches."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.count += 1
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("health.below_baseline.metric=lpips", r"^health\.below_baseline\.metric=lpips: the task logs no val/lpips "
+                                               r"\(it logs psnr, ssim\)$"),
+        ("health.below_baseline.baseline=nearest", r"^health\.below_baseline\.baseline=nearest: the task has no such "
+                                                   r"baseline \(it has bicubic\)$"),
+    ],
+)
+def test_unknown_health_names_are_refused_before_training(override: str, expected: str, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    import restoregan.training.run as run_mod
+
+    batches = _Batches()
+    monkeypatch.setattr(run_mod, "extra_callbacks", lambda: [batches])
     with pytest.raises(ValueError, match=expected):
-        train(compose_train(tiny_overrides(tmp_path) + ["pretrain_iters=1", "gan_iters=0", "val_every=1",
-                                                        "health.below_baseline.metric=lpips"]))
+        train(compose_train(tiny_overrides(tmp_path) + ["pretrain_iters=4", "gan_iters=0", override]))
+    assert batches.count == 0, "checked before the first training step, not at the first validation"
+    assert not (tmp_path / ".hydra").exists() and not (tmp_path / "checkpoints").exists()
+
+
+class _Watch(pl.Callback):
+    """After each validation (HealthMonitor's callback runs before it): the monitor's streaks and D's gap."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int, bool, float | None]] = []
+
+    def on_validation_end(self, trainer, module) -> None:
+        monitor = next(cb for cb in trainer.callbacks if isinstance(cb, HealthMonitor))
+        metrics = trainer.callback_metrics
+        gap = float(metrics["train/d_real"] - metrics["train/d_fake"]) if "train/d_real" in metrics else None
+        self.seen.append((int(module.iteration), monitor.saturated_streak, monitor.below_streak, monitor.armed, gap))
+
+
+def test_a_healthy_tiny_run_validates_several_times_and_no_rule_fires(tmp_path: Path, monkeypatch) -> None:
+    """The real default rules on a real (tiny) sr_quickstart run: pixel pretraining, then the relativistic GAN
+    phase, four validations. No validation may look suspect, and both rules must have been live."""
+    import restoregan.training.run as run_mod
+
+    watch = _Watch()
+    monkeypatch.setattr(run_mod, "extra_callbacks", lambda: [watch])
+    result = train(compose_train(tiny_overrides(tmp_path) + ["pretrain_iters=4", "gan_iters=4", "val_every=2"]))
+    assert [s[0] for s in watch.seen] == [2, 4, 6, 8]
+    assert all(streak == 0 and below == 0 for _, streak, below, _, _ in watch.seen), watch.seen
+    assert watch.seen[0][3], "val/psnr was within the margin of bicubic: the below-baseline rule was live"
+    gaps = [gap for *_, gap in watch.seen if gap is not None]
+    assert len(gaps) == 2 and all(abs(g) < HealthConfig().saturation_max_gap for g in gaps)  # the GAN validations
+    checkpoints = tmp_path / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["state_dict"]["iteration"].item() == 8
+    assert not (checkpoints / "final_unhealthy.ckpt").exists() and result.export is not None
+
+
+def _ema_weights(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("net_g_ema."): v for k, v in state.items() if k.startswith("net_g_ema.")}
+
+
+def test_a_run_ending_inside_a_streak_exports_its_last_healthy_state(tmp_path: Path, monkeypatch, caplog) -> None:
+    # every GAN validation looks saturated (max_gap tiny) but 5 are needed to stop: the one at iteration 4 opens a
+    # streak the run ends in. Validation at 2 (pixel phase) was healthy and wrote last.ckpt.
+    from restoregan.gans.checkpoint import load_generator
+
+    monkeypatch.setattr("restoregan.training.run.extra_callbacks", lambda: [])
+    overrides = tiny_overrides(tmp_path) + ["health.d_saturation.max_gap=1e-9", "health.d_saturation.validations=5"]
+    with caplog.at_level("WARNING", logger="restoregan.training.run"):
+        result = train(compose_train(overrides))  # no exception: exit 0
+    checkpoints = tmp_path / "checkpoints"
+    last, final = checkpoints / "last.ckpt", checkpoints / "final_unhealthy.ckpt"
+    assert torch.load(last, weights_only=True)["state_dict"]["iteration"].item() == 2  # kept: the healthy state
+    assert torch.load(final, weights_only=True)["state_dict"]["iteration"].item() == 4  # nothing lost
+    exported = load_generator(f"{result.export}.safetensors")
+    assert exported.meta["iterations"] == 2
+    healthy, unhealthy = _ema_weights(last), _ema_weights(final)
+    exported_state = exported.net.state_dict()
+    assert all(torch.equal(exported_state[k], v) for k, v in healthy.items())
+    assert not all(torch.equal(exported_state[k], v) for k, v in unhealthy.items())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith("net_d: saturated at the last 1 validation(s)")
+    assert f"{last} and the export hold the last healthy state (iteration 2)" in warnings[0]
+    assert warnings[0].endswith(f"the final state is in {final}")
+
+
+def test_a_run_ending_inside_a_streak_with_no_healthy_checkpoint_stops(tmp_path: Path, monkeypatch) -> None:
+    # straight into the GAN phase: its only validation (iteration 2) is suspect, so this run has no healthy state;
+    # the last.ckpt already there belongs to an earlier run that overwrite=true starts over: neither exported nor
+    # replaced by the suspect state
+    stale = tmp_path / "checkpoints" / "last.ckpt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier run's checkpoint")
+    overrides = tiny_overrides(tmp_path) + ["pretrain_iters=0", "health.d_saturation.max_gap=1e-9",
+                                            "health.d_saturation.validations=5", "overwrite=true"]
+    message = _train_expecting_stop(overrides, monkeypatch)
+    final = tmp_path / "checkpoints" / "final_unhealthy.ckpt"
+    assert message.startswith("net_d: saturated at the last 1 validation(s)")
+    assert message.endswith(f"when training ended at iteration 2; no healthy checkpoint to export (final state "
+                            f"saved as {final})")
+    assert torch.load(final, weights_only=True)["state_dict"]["iteration"].item() == 2
+    assert stale.read_bytes() == b"an earlier run's checkpoint"
+    assert not (tmp_path / "export").exists()

@@ -294,3 +294,60 @@ def test_resume_refuses_a_crafted_resume_state_in_one_line(tmp_path: Path, craft
         train(compose_train(tiny_overrides(tmp_path / "run") + ["ckpt_path=last"]))
     message = str(info.value)
     assert message.startswith(f"{hostile}: its resume state is not one train.py writes") and "\n" not in message
+
+
+# The same guarantee with the loader's default worker setup (2 workers, persistent) and a G learning-rate schedule:
+# 2 pretrain + 3 GAN iterations, a checkpoint every 2; killed after iteration 3, resumed from the one at 2.
+WORKERS_SCHEDULE = [
+    "pretrain_iters=2", "gan_iters=3", "val_every=2", "data.train.repeat=1", "data.num_workers=2",
+    "loss.adversarial.fn._target_=restoregan.losses.adversarial.WGANGPLoss",
+    "model.scheduler_g={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,3],gamma:0.5}",
+]
+
+
+def _run_with_workers(run_dir: Path, monkeypatch, *callbacks: pl.Callback, resume: bool = False):
+    monkeypatch.setattr(run_mod, "extra_callbacks", lambda: [DrawRandom(), *callbacks])
+    overrides = tiny_overrides(run_dir) + WORKERS_SCHEDULE + (["ckpt_path=last"] if resume else [])
+    return train(compose_train(overrides))
+
+
+def test_resume_with_persistent_workers_and_a_scheduler_equals_uninterrupted(tmp_path: Path, monkeypatch) -> None:
+    reference = _run_with_workers(tmp_path / "uninterrupted", monkeypatch)
+    assert reference.module.trainer.datamodule.persistent_workers  # the default worker setup, really in use
+    with pytest.raises(RuntimeError, match="killed"):
+        _run_with_workers(tmp_path / "killed", monkeypatch, Crash(3))
+    assert _load(tmp_path / "killed")["state_dict"]["iteration"].item() == 2
+    _run_with_workers(tmp_path / "killed", monkeypatch, resume=True)
+
+    ref, got = _load(tmp_path / "uninterrupted"), _load(tmp_path / "killed")
+    assert ref["state_dict"]["iteration"].item() == 5
+    schedule = ref["lr_schedulers"][0]
+    assert schedule["last_epoch"] == 5 and schedule["_last_lr"] == [pytest.approx(1e-3 * 0.25)]  # both milestones
+    for key in ("global_step", "state_dict", "optimizer_states", "lr_schedulers"):
+        _assert_equal_tree(got[key], ref[key], key)
+    ref_rows, got_rows = _metrics(tmp_path / "uninterrupted"), _metrics(tmp_path / "killed")
+    assert [int(r["step"]) for r in csv.DictReader(ref_rows) if r["rng/torch"]] == list(range(5))
+    assert got_rows == ref_rows
+
+
+def test_ddp_resume_gives_each_rank_its_own_cuda_state(monkeypatch) -> None:
+    """Each rank's CUDA generator advances in its own process: a resumed rank takes its own row of the gathered
+    states (not rank 0's), and none when the number of processes changed. CUDA itself is faked (no GPU here)."""
+    from types import SimpleNamespace
+
+    from restoregan.training import resume
+
+    restored: list[tuple[torch.Tensor, torch.device]] = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    rows = torch.arange(32, dtype=torch.uint8).reshape(2, 16)  # rank 0's and rank 1's states
+
+    def trainer(rank: int, world: int) -> SimpleNamespace:
+        strategy = SimpleNamespace(root_device=torch.device("cuda", rank))
+        return SimpleNamespace(strategy=strategy, global_rank=rank, world_size=world)
+
+    resume._restore_own_cuda_state(rows, trainer(1, 2))
+    assert len(restored) == 1 and torch.equal(restored[0][0], rows[1]) and restored[0][1] == torch.device("cuda", 1)
+    resume._restore_own_cuda_state(rows, trainer(0, 3))  # resumed on 3 processes: left as seeded
+    assert len(restored) == 1
+    with pytest.raises(ValueError, match="per-rank cuda states"):
+        resume._check_rng_states({**resume.rng_states(), "cuda_ranks": [1, 2]})

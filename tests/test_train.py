@@ -223,3 +223,48 @@ def test_progress_bar_counts_iterations_and_names_the_phase(tmp_path: Path, monk
     # callbacks run in list order and the bar is last: each snapshot shows the previous batch's update, which
     # names the phase of the batch to come
     assert snapshot.shown[1:] == [("pretrain G", 1, 5), ("pretrain D", 2, 5), ("GAN", 3, 5), ("GAN", 4, 5)]
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_training_outputs_never_replace_its_inputs(tmp_path: Path) -> None:
+    """Checked before anything is written: init_from (and the other half of an export), a checkpoint of this run
+    that is not its resume file, and data folders the run folder would sit in."""
+    from restoregan.training.inputs import check_run_outputs
+
+    run = tmp_path / "a"
+    result = train(compose_train(tiny_overrides(run) + ["gan_iters=0"]))
+    export, checkpoints = Path(f"{result.export}.safetensors"), run / "checkpoints"
+    (tmp_path / "link.safetensors").symlink_to(export)
+    before = _files(run)
+    cases = [
+        (f"init_from={export}", f"init_from={export}: this run would write {export}, replacing or removing this input"),
+        (f"init_from={result.export}.yaml", f"init_from={result.export}.yaml: this run would write {export}"),
+        (f"init_from={tmp_path}/link.safetensors", f"init_from={tmp_path}/link.safetensors: this run would write "
+                                                   f"{export}"),
+        (f"init_from={checkpoints}/last.ckpt", f"init_from={checkpoints}/last.ckpt: this run would write into "
+                                               f"{checkpoints}/"),
+        (f"ckpt_path={checkpoints}/iter0000002.ckpt", f"ckpt_path={checkpoints}/iter0000002.ckpt: this run would "
+                                                      f"write into {checkpoints}/"),
+    ]
+    for override, expected in cases:
+        with pytest.raises(ValueError) as info:
+            train(compose_train(tiny_overrides(run) + ["gan_iters=0", "overwrite=true", override]))
+        assert str(info.value).startswith(expected) and "\n" not in str(info.value), str(info.value)
+    assert _files(run) == before, "a refused run writes nothing"
+    # resuming this run's own checkpoint, named by its path, is what resuming is for
+    check_run_outputs(compose_train(tiny_overrides(run) + [f"ckpt_path={checkpoints}/last.ckpt"]))
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (48, 48)).save(photos / "0.png")
+    for run_dir in (photos, photos / "run"):
+        with pytest.raises(ValueError, match=f"^data.train.source={photos}: this run would write {run_dir}/.*, "
+                                             "replacing or mixing with this training data"):
+            train(compose_train(tiny_overrides(run_dir) + ["data=hr_folder", f"data.train.source={photos}"]))
+    assert [p.name for p in photos.iterdir()] == ["0.png"]
+    pairs = ["data=paired", f"data.train.hr_dir={photos}", f"data.train.lr_dir={run}/images"]
+    with pytest.raises(ValueError, match=f"^data.train.lr_dir={run}/images: this run would write into {run}/images/"):
+        train(compose_train(tiny_overrides(run) + ["overwrite=true", *pairs]))

@@ -121,6 +121,10 @@ class SRDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
+            # Starting workers draws their base seed from this generator, not from the global RNG: with persistent
+            # workers an uninterrupted run starts them at its first validation only, a resumed run at its first
+            # after the resume, and a global draw there would put the two runs' random streams apart
+            generator=torch.Generator().manual_seed(0),
         )
 
     def _place(self, dataset: Any) -> None:

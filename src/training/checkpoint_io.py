@@ -33,7 +33,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # opaque RuntimeError, a plain write() as OSError(ENOSPC), which atomic_write re-raises naming `path`.
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write(path, lambda tmp: _write(tmp, buffer.getbuffer()))
+        atomic_write(path, lambda tmp: _write(tmp, buffer.getbuffer()), durable=True)  # days of training
 
 
 def _write(path: str, data: memoryview) -> None:

@@ -6,17 +6,22 @@ when training ends (before train() writes its final checkpoint and the export):
 - finite: every floating parameter and buffer of net_g, net_g_ema and net_d is finite and within +-max_abs. One
   fused max-|x| reduction per net; the offending tensor is looked up only when one fails. (D's BatchNorm running
   variance reaching inf while every loss stayed finite is how `model.optimizer_d.lr=1e6` went unnoticed.)
-- d_saturation: D is saturated at a validation when the mean D output last logged on real or on fake images
-  (`train/d_real`, `train/d_fake`) is beyond +-max_output, or not finite: logits that large sit in the flat tails
-  of every adversarial loss here, so neither net learns from them. `validations` such validations in a row stop.
+- d_saturation: D is saturated at a validation when the gap between its mean outputs on real and on fake images
+  last logged, |train/d_real - train/d_fake|, is beyond max_gap, or not finite (outputs beyond +-max_abs count
+  as not finite: float32 no longer resolves their gap). The gap, not the outputs themselves: the relativistic
+  (esrgan) and WGAN-GP losses do not change when a constant is added to every D output, so on a long healthy run
+  the outputs may drift anywhere, while under every loss a D that tells real from fake perfectly has a large gap
+  (beyond ~30 the logistic losses leave it no gradient; hinge and LSGAN stop pushing at 2 and 1). Healthy
+  quickstart GAN phases stayed below 5 (conf/train.yaml). `validations` such validations in a row stop.
 - below_baseline: `val/<metric>` below the best of the task's baselines (`val/<metric>_<baseline>`: bicubic,
   grey, repeat/blend, damaged/median) by more than `margin`, for `validations` validations in a row. Counted once
   the model has been within the margin at least once, so the first validations of a run from random weights
   never count.
 
 A validation that looks unhealthy but has not fired yet writes no checkpoint, so `last.ckpt` stays the last
-healthy state, which the stop message names. A non-finite loss (GANModule) names its term and iteration the same
-way.
+healthy state, which the stop message names. A run that ends inside such a streak keeps `last.ckpt` and exports
+that last healthy state; its final state goes to checkpoints/final_unhealthy.ckpt (restoregan.training.run.finish).
+A non-finite loss (GANModule) names its term and iteration the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any, Mapping
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from torch.utils.data import IterableDataset, default_collate
 
 NETS = ("net_g", "net_g_ema", "net_d")
 
@@ -44,7 +50,7 @@ class HealthConfig:
     finite: bool = True
     max_abs: float | None = 1.0e12
     saturation_validations: int = 3
-    saturation_max_output: float = 1000.0
+    saturation_max_gap: float = 100.0
     baseline_validations: int = 3
     baseline_metric: str = "psnr"
     baseline: str | None = None
@@ -80,7 +86,7 @@ _PATHS = {
     "finite": ("finite",),
     "max_abs": ("max_abs",),
     "saturation_validations": ("d_saturation", "validations"),
-    "saturation_max_output": ("d_saturation", "max_output"),
+    "saturation_max_gap": ("d_saturation", "max_gap"),
     "baseline_validations": ("below_baseline", "validations"),
     "baseline_metric": ("below_baseline", "metric"),
     "baseline": ("below_baseline", "baseline"),
@@ -150,6 +156,8 @@ def last_good_checkpoint(trainer: pl.Trainer | None) -> str:
         return "training stopped; no checkpoint was written before it"
     monitors = [cb for cb in trainer.callbacks if isinstance(cb, HealthMonitor)]
     saved = monitors[0].saved_iteration if monitors else None
+    if monitors and saved is None:  # a last.ckpt left by an earlier run this one started over (overwrite=true)
+        return "training stopped; no checkpoint was written before it"
     return f"training stopped; last good checkpoint: {last}" + (f" (iteration {saved})" if saved is not None else "")
 
 
@@ -196,6 +204,28 @@ class HealthMonitor(pl.Callback):
         # before train()'s final checkpoint and export: the iterations after the last validation are checked too
         if self.config.enabled:
             self.check_finite(trainer, pl_module, int(pl_module.iteration))
+        # ModelCheckpoint (after this callback) writes last.ckpt at the end of training when it has written none
+        # in this session, which would put a suspect final state there; train() writes the final last.ckpt itself
+        # (restoregan.training.run.finish), so it is told one is written
+        for callback in trainer.checkpoint_callbacks:
+            if getattr(callback, "save_last", False) and not getattr(callback, "_last_checkpoint_saved", True):
+                callback._last_checkpoint_saved = "(written by train())"
+
+    def open_streak(self) -> str | None:
+        """What the last validations found suspect when training ended before they added up to a stop; None when
+        the last validation was healthy. Starts with the net or metric, as the stop messages do."""
+        if not self.config.enabled:
+            return None
+        found = []
+        if self.saturated_streak:
+            found.append(f"net_d: saturated at the last {self.saturated_streak} validation(s) (a stop takes "
+                         f"health.d_saturation.validations={self.config.saturation_validations})")
+        if self.below_streak:
+            found.append(f"val/{self.config.baseline_metric}: below its baseline by more than "
+                         f"health.below_baseline.margin={self.config.baseline_margin:g} at the last "
+                         f"{self.below_streak} validation(s) (a stop takes health.below_baseline.validations="
+                         f"{self.config.baseline_validations})")
+        return "; ".join(found) or None
 
     def check_finite(self, trainer: pl.Trainer | None, pl_module: nn.Module, iteration: int) -> None:
         if not self.config.finite:
@@ -218,21 +248,23 @@ class HealthMonitor(pl.Callback):
         if not needed or "train/d_real" not in metrics or "train/d_fake" not in metrics:
             self.saturated_streak = 0  # no D trained yet (phase 1) or the check is off
             return False
-        outputs = torch.stack([metrics["train/d_real"].detach().float(), metrics["train/d_fake"].detach().float()])
-        outputs = torch.nan_to_num(outputs.abs(), nan=math.inf)
+        d_real, d_fake = metrics["train/d_real"].detach().float(), metrics["train/d_fake"].detach().float()
+        gap = torch.nan_to_num((d_real - d_fake).abs(), nan=math.inf)  # non-finite D outputs count as saturated
+        if self.config.max_abs is not None and max(float(d_real.abs()), float(d_fake.abs())) > self.config.max_abs:
+            gap = torch.full_like(gap, math.inf)  # outputs so large that float32 no longer resolves their gap
         if trainer.world_size > 1:  # each rank logs its own batch: agree on the worst, so every rank decides alike
-            outputs = trainer.strategy.reduce(outputs.to(trainer.strategy.root_device), reduce_op="max").cpu()
-        d_real, d_fake = (float(v) for v in outputs)
-        limit = self.config.saturation_max_output
-        if d_real <= limit and d_fake <= limit:
+            gap = trainer.strategy.reduce(gap.to(trainer.strategy.root_device), reduce_op="max").cpu()
+        gap, limit = float(gap), self.config.saturation_max_gap
+        if gap <= limit:
             self.saturated_streak = 0
             return False
         self.saturated_streak += 1
         if self.saturated_streak >= needed:
             raise TrainingHealthError(
                 f"net_d: saturated for {self.saturated_streak} validations in a row at iteration {iteration} "
-                f"(|train/d_real| {d_real:.3g}, |train/d_fake| {d_fake:.3g}, beyond "
-                f"health.d_saturation.max_output={limit:g}); {last_good_checkpoint(trainer)}"
+                f"(train/d_real {float(d_real):.3g}, train/d_fake {float(d_fake):.3g}: their gap beyond "
+                f"health.d_saturation.max_gap={limit:g}); "
+                f"{last_good_checkpoint(trainer)}"
             )
         return True
 
@@ -242,15 +274,10 @@ class HealthMonitor(pl.Callback):
             return False
         metrics = trainer.callback_metrics
         key = f"val/{cfg.baseline_metric}"
-        if key not in metrics:
-            logged = sorted(k[4:] for k in metrics if k.startswith("val/"))
-            raise ValueError(f"health.below_baseline.metric={cfg.baseline_metric}: the task logs no {key} "
-                             f"(it logs {', '.join(logged) or 'no validation metric'})")
         names = list(getattr(pl_module, "baseline_names", []) or [])
+        logged = [k[4:] for k in metrics if k.startswith("val/")]
+        check_rule_names(cfg, sorted(k for k in logged if not any(k.endswith(f"_{n}") for n in names)), names)
         if cfg.baseline is not None:
-            if cfg.baseline not in names:
-                raise ValueError(f"health.below_baseline.baseline={cfg.baseline}: the task has no such baseline "
-                                 f"(it has {', '.join(names) or 'none'})")
             names = [cfg.baseline]
         scores = {n: float(metrics[f"{key}_{n}"]) for n in names if f"{key}_{n}" in metrics}
         if not scores:
@@ -270,6 +297,34 @@ class HealthMonitor(pl.Callback):
                 f"row at iteration {iteration}; {last_good_checkpoint(trainer)}"
             )
         return True
+
+
+def check_rule_names(config: HealthConfig, metrics: list[str], baselines: list[str]) -> None:
+    """The below-baseline rule's metric and baseline against the names the task logs (metrics as `val/<metric>`,
+    baselines as `val/<metric>_<baseline>`)."""
+    if not config.enabled or not config.baseline_validations:
+        return
+    if config.baseline_metric not in metrics:
+        raise ValueError(f"health.below_baseline.metric={config.baseline_metric}: the task logs no "
+                         f"val/{config.baseline_metric} (it logs {', '.join(metrics) or 'no validation metric'})")
+    if config.baseline is not None and config.baseline not in baselines:
+        raise ValueError(f"health.below_baseline.baseline={config.baseline}: the task has no such baseline "
+                         f"(it has {', '.join(baselines) or 'none'})")
+
+
+def check_rule_names_up_front(config: HealthConfig, task: Any, val_set: Any) -> None:
+    """`check_rule_names` before training starts, not at the first validation (possibly hours in): the names come
+    from the task's metrics and baselines on the first validation item. A streamed validation set has no first
+    item to spare; its names are checked at the first validation."""
+    if not config.enabled or not config.baseline_validations or val_set is None or isinstance(val_set, IterableDataset):
+        return
+    if len(val_set) == 0:
+        return
+    batch = default_collate([val_set[0]])
+    target = task.target(batch)
+    baselines = task.baselines(batch)
+    scores = task.metrics(next(iter(baselines.values()), target), target)
+    check_rule_names(config, list(scores), list(baselines))
 
 
 def health_monitor(node: Mapping[str, Any] | None) -> HealthMonitor:

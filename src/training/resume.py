@@ -2,7 +2,9 @@
 point and resumed from it (`ckpt_path=last`) continues exactly as if it had never stopped:
 
 - the global random states (torch, CUDA, numpy, Python `random`), saved when the checkpoint is written and put
-  back when training resumes (of rank 0 under DDP: ranks draw alike from one seed);
+  back when training resumes. Under DDP the CPU states are rank 0's (ranks draw alike from one seed); the CUDA
+  states are each rank's own device's (`cuda_ranks`, gathered from every rank at save, picked by rank at restore),
+  as CUDA draws (e.g. WGAN-GP's interpolation weights) advance each device's generator in its own process;
 - the loggers' places: each logger with `checkpoint_state()` / `resume(state)` (restoregan.training.loggers)
   is flushed when a checkpoint is written and told on resume where to continue (a CSV log drops the rows
   written after the checkpoint, which are logged again);
@@ -58,6 +60,9 @@ def _check_rng_states(state: dict[str, Any]) -> None:
     torch.Generator().set_state(state["torch"])
     if not all(isinstance(t, torch.Tensor) for t in state["cuda"]):
         raise ValueError("cuda states are not tensors")
+    ranks = state.get("cuda_ranks")
+    if ranks is not None and not (isinstance(ranks, torch.Tensor) and ranks.dtype == torch.uint8 and ranks.dim() == 2):
+        raise ValueError("per-rank cuda states are not a (ranks, n) uint8 tensor")
     _numpy_generator(state["numpy"])
     p = state["python"]
     random.Random().setstate((p["version"], tuple(p["state"]), p["gauss"]))
@@ -88,7 +93,11 @@ class ResumeState(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         # the loggers flush now: the rows this checkpoint counts are on disk before it is written
         logs = {name: logger.checkpoint_state() for name, logger in _named(trainer.loggers)}
-        checkpoint[KEY] = {"rng": rng_states(), "loggers": logs}
+        rng = rng_states()
+        cuda_ranks = _gather_cuda_states(trainer)  # every rank saves (Trainer.save_checkpoint): a collective is safe
+        if cuda_ranks is not None:
+            rng["cuda_ranks"] = cuda_ranks
+        checkpoint[KEY] = {"rng": rng, "loggers": logs}
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._rng = checkpoint.get(KEY, {}).get("rng")
@@ -98,7 +107,32 @@ class ResumeState(pl.Callback):
         # numbers that an uninterrupted run drew before the checkpoint, not after it
         if self._rng is not None:
             set_rng_states(self._rng)
+            _restore_own_cuda_state(self._rng.get("cuda_ranks"), trainer)
             self._rng = None
+
+
+def _cuda_device(trainer: pl.Trainer) -> torch.device | None:
+    device = trainer.strategy.root_device
+    return device if device.type == "cuda" else None
+
+
+def _gather_cuda_states(trainer: pl.Trainer) -> torch.Tensor | None:
+    """(world_size, n) uint8: row r is rank r's own device's CUDA generator state; None off CUDA or in one process."""
+    device = _cuda_device(trainer)
+    if device is None or trainer.world_size < 2:
+        return None
+    own = torch.cuda.get_rng_state(device).to(device)  # NCCL gathers device tensors
+    return trainer.strategy.all_gather(own).cpu()
+
+
+def _restore_own_cuda_state(cuda_ranks: torch.Tensor | None, trainer: pl.Trainer) -> None:
+    """This rank's row of `cuda_ranks` into its device's generator (after set_rng_states, which restores a single
+    process's states). Another number of processes than the checkpoint's: left as seeded (the data stream is
+    split differently then too, with a warning)."""
+    device = _cuda_device(trainer)
+    if cuda_ranks is None or device is None or len(cuda_ranks) != trainer.world_size:
+        return
+    torch.cuda.set_rng_state(cuda_ranks[trainer.global_rank].clone(), device)
 
 
 def resume_loggers(loggers: list[Any], state: dict[str, Any]) -> None:
@@ -131,8 +165,10 @@ def rng_states() -> dict[str, Any]:
 
 def set_rng_states(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    # under DDP (`cuda_ranks`) each rank restores its own device's state instead (ResumeState.on_train_start)
+    cuda = state["cuda"] if "cuda_ranks" not in state else []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     np.random.set_state(_numpy_generator(state["numpy"]).get_state())
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

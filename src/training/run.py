@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -14,14 +15,24 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from restoregan.data.io import set_max_pixels
-from restoregan.gans.checkpoint import load_generator, save_export
+from restoregan.gans.checkpoint import load_generator, save_export, torch_load_weights_only
 from restoregan.losses.weighted import WeightedSum
 from restoregan.training.gan_module import GANModule, task_meta
-from restoregan.training.health import HealthConfig, health_monitor
+from restoregan.training.health import (
+    HealthConfig,
+    HealthMonitor,
+    TrainingHealthError,
+    check_rule_names_up_front,
+    health_monitor,
+)
+from restoregan.training.inputs import check_run_outputs
 from restoregan.training.lock import hold_run, launching_rank, save_run_config
 from restoregan.training.checkpoint_io import AtomicCheckpointIO, remove_checkpoint_temps
 from restoregan.training.progress import IterationProgressBar
 from restoregan.training.resume import ResumeState, read_resume_state, resume_loggers
+
+FINAL_UNHEALTHY = "final_unhealthy.ckpt"  # a run's final state when it ended inside a suspect streak
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,6 +157,34 @@ def save_final_checkpoint(trainer: pl.Trainer, last: Path) -> None:
     trainer.save_checkpoint(last, weights_only=False)  # full state for resume
 
 
+def finish(trainer: pl.Trainer, module: GANModule, run_dir: Path) -> None:
+    """After fit, before the export. A healthy end: the final state becomes last.ckpt. An end inside an open
+    suspect streak (the last validations saturated or below baseline, fewer than health.*.validations of them):
+    last.ckpt stays the last healthy state, the final state is saved beside it as final_unhealthy.ckpt, and the
+    module goes back to last.ckpt's weights, so the export (what evaluate, infer and `pipeline=` pick up) is that
+    healthy state; a one-line warning names the streak and both files.
+
+    Why not stop non-zero: fewer suspect validations than the configured count is, by the run's own settings, not
+    yet a failure, and the run did what it was asked. Why not export the final state: an export is handed on
+    without a second look (the pipeline even finds it under runs/ by itself), and a state the checks were about
+    to reject must not reach someone's scans; last.ckpt and the export then agree, and nothing is lost.
+    Without any healthy checkpoint there is nothing to export: the run stops with TrainingHealthError."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    monitor = next(cb for cb in trainer.callbacks if isinstance(cb, HealthMonitor))
+    streak = monitor.open_streak()
+    if streak is None:
+        save_final_checkpoint(trainer, last)
+        return
+    final, iteration = last.with_name(FINAL_UNHEALTHY), int(module.iteration)
+    trainer.save_checkpoint(final, weights_only=False)  # every rank takes part, rank zero writes
+    if monitor.saved_iteration is None:  # none from this run (one there is an earlier run's, started over)
+        raise TrainingHealthError(f"{streak} when training ended at iteration {iteration}; no healthy checkpoint "
+                                  f"to export (final state saved as {final})")
+    module.load_state_dict(torch_load_weights_only(last)["state_dict"])
+    log.warning(f"{streak} when training ended at iteration {iteration}: {last} and the export hold the last "
+                f"healthy state (iteration {int(module.iteration)}); the final state is in {final}")
+
+
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -213,6 +252,7 @@ def train(cfg: DictConfig) -> TrainResult:
     """One run, one writer: the run folder's lock (src/training/lock.py) is held from before anything is written
     there until train() returns or raises."""
     check_schedule(cfg)
+    check_run_outputs(cfg)  # nothing this run writes may replace what it reads (init_from, ckpt_path, data)
     set_max_pixels(cfg.max_pixels)  # before the datasets read any header; workers inherit it via the environment
     with hold_run(Path(cfg.run_dir)):
         return _train(cfg)
@@ -234,13 +274,16 @@ def _train(cfg: DictConfig) -> TrainResult:
 
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
+    # a mistyped health.below_baseline.metric / .baseline now, not at the first validation
+    health = HealthConfig.from_config(cfg.get("health"))
+    check_rule_names_up_front(health, module.task, getattr(datamodule, "val_set", None))
     logger = build_logger(cfg, resume)
     trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir), logger)
     if launching_rank():
         save_run_config(run_dir, cfg)  # .hydra/: Hydra itself writes nothing into the run folder (train.yaml)
     # weights_only: resuming reads tensors and plain data, never unpickles code from the checkpoint
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    save_final_checkpoint(trainer, run_dir / "checkpoints" / "last.ckpt")
+    finish(trainer, module, run_dir)
 
     export = export_generator(cfg, module, run_dir) if trainer.is_global_zero else None
     return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", export, module)
