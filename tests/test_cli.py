@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -18,42 +20,63 @@ from restoregan.data.io import ImageReadError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
+def _script_module(script: str, monkeypatch: pytest.MonkeyPatch):
+    """The script as a module whose main Hydra takes for a script's (it finds conf/ beside the file)."""
+    spec = importlib.util.spec_from_file_location(f"{Path(script).stem}_script", ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    inspect.unwrap(module.main).__module__ = "__main__"  # Hydra then locates it by its file, as when run
+    return module
 
 
-def _script(script: str, *args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    run_env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run_env.pop(cli.TRACEBACK_ENV, None)
-    run_env.update(env or {})
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=run_env,
-                          capture_output=True, text=True, timeout=120)
+def _entry_point(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[int, list[str]]:
+    """`python <script> <args>` in this process (the script's own @hydra.main under cli.run): exit status and the
+    non-empty stderr lines. One real subprocess below shows the same for the script as a user runs it."""
+    module = _script_module(script, monkeypatch)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / script), *args])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # cli.run sets it; put it back afterwards
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(module.main)
+    return exit_.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize(
     "script, args, expected",
     [
-        # a value of the wrong kind, before anything runs (train.py would have failed deep in Lightning)
-        ("train.py", ["pretrain_iters=abc"], "error: pretrain_iters=abc: expected an integer (default 1000)"),
         # Hydra's own multi-line composition error, folded into one line
         ("evaluate.py", ["no_such_key=1"], "error: Could not override 'no_such_key'."),
-        ("infer.py", ["ckpt=nowhere.safetensors", "input=.", "output=out"], "error: nowhere.safetensors: checkpoint not found"),
+        ("infer.py", ["ckpt=nowhere.safetensors", "input=.", "output=out", "device=cpu"],
+         "error: nowhere.safetensors: checkpoint not found"),
     ],
 )
-def test_entry_points_fail_in_one_line(script: str, args: list[str], expected: str, tmp_path: Path) -> None:
-    proc = _script(script, *args, cwd=tmp_path)
-    lines = _stderr_lines(proc)
-    assert proc.returncode == cli.EXIT_ERROR, proc.stderr
-    assert len(lines) == 1, proc.stderr
+def test_entry_points_fail_in_one_line(script: str, args: list[str], expected: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+    code, lines = _entry_point(script, args, monkeypatch, capsys)
+    assert code == cli.EXIT_ERROR and len(lines) == 1, lines
     assert lines[0].startswith(expected)
 
 
-def test_traceback_switch_shows_the_traceback(tmp_path: Path) -> None:
-    proc = _script("infer.py", "ckpt=nowhere.safetensors", "input=.", "output=out", "device=cpu",
-                   env={cli.TRACEBACK_ENV: "1"}, cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "Traceback (most recent call last)" in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].endswith("nowhere.safetensors: checkpoint not found")
+def test_train_script_refuses_a_word_for_a_number_in_one_line(tmp_path: Path) -> None:
+    # the real script in a subprocess: nothing of Hydra's or Lightning's own reporting gets through
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(cli.TRACEBACK_ENV, None)
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "pretrain_iters=abc"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == cli.EXIT_ERROR
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "error: pretrain_iters=abc: expected an integer (default 1000)"]
+
+
+def test_traceback_switch_shows_the_error_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
+    module = _script_module("infer.py", monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["infer.py", "ckpt=nowhere.safetensors", "input=.", "output=out", "device=cpu"])
+    with pytest.raises(ValueError, match="nowhere.safetensors: checkpoint not found"):  # Python prints its traceback
+        cli.run(module.main)
 
 
 class _BadImages(Dataset):
