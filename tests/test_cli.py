@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import importlib.util
 import inspect
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,22 @@ from restoregan import cli
 from restoregan.data.io import ImageReadError
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    """Hydra configures logging when a script's main runs (dictConfig disables every existing logger): put it back,
+    or later tests in this process lose the records of loggers created at import."""
+    manager = logging.root.manager
+    before = {name: (lg.disabled, lg.level, list(lg.handlers), lg.propagate)
+              for name, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    root = (logging.root.level, list(logging.root.handlers))
+    yield
+    for name, (disabled, level, handlers, propagate) in before.items():
+        logger = manager.loggerDict[name]
+        logger.disabled, logger.level, logger.handlers, logger.propagate = disabled, level, handlers, propagate
+    logging.root.setLevel(root[0])
+    logging.root.handlers = root[1]
 
 
 def _script_module(script: str, monkeypatch: pytest.MonkeyPatch):

@@ -121,7 +121,8 @@ def test_quick_bench_writes_every_field(tmp_path: Path, monkeypatch: pytest.Monk
     for r in result["degradation"].values():
         assert r["patches_per_s"] > 0 and r["patch_px"] in (48, 64, 96, 128, 256) and r["peak_mib"] is not None
     for r in result["reference"].values():
-        assert r["ours_over_reference"] == pytest.approx(r["ours_patches_per_s"] / r["reference_patches_per_s"], rel=0.01)
+        ratio = r["ours_patches_per_s"] / r["reference_patches_per_s"]
+        assert r["ours_over_reference"] == pytest.approx(ratio, rel=0.01, abs=5e-4)  # rounded to 3 decimals
     assert set(result["speedups"]) == {"bicubic_x4_dense_matmul", "realesrgan_x4_separable_blur", "realesrgan_x4_cv2_one_thread"}
     assert all(r["speedup"] > 0 for r in result["speedups"].values())
 
