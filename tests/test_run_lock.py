@@ -178,3 +178,5 @@ def test_resume_from_a_checkpoint_of_other_networks_is_named(tmp_path: Path) -> 
     assert message.startswith(f"{first.last_checkpoint}: its networks do not fit this run's (generator ")
     assert "SRResNet" in message and "RRDBNet" in message and "\n" not in message
     assert not (tmp_path / "b" / ".lock").exists()
+    # refused before the logger or .hydra/ wrote anything into the new run's folder
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*"))

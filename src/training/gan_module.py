@@ -281,7 +281,11 @@ class GANModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Before Lightning loads the weights: a checkpoint of another run's networks would otherwise end in a
         # 60-line "Error(s) in loading state_dict"; say which file and what differs in one line.
-        path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        self.check_checkpoint_fits(checkpoint, getattr(self._trainer, "ckpt_path", None) or "the checkpoint")
+
+    def check_checkpoint_fits(self, checkpoint: dict, path: str | Path) -> None:
+        """A checkpoint to resume from is of this run's task and networks; else one line naming `path`. train.py
+        also calls it before anything is written into a new run folder."""
         saved = checkpoint.get("restoregan") if isinstance(checkpoint.get("restoregan"), dict) else {}
         if saved.get("task") not in (None, self.task.name):
             raise CheckpointError(f"{path}: a checkpoint of a {saved['task']} run; this run's task is "

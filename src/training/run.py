@@ -273,6 +273,8 @@ def _train(cfg: DictConfig) -> TrainResult:
     pl.seed_everything(cfg.seed, workers=True)
 
     module = build_module(cfg)
+    if ckpt_path:  # another run's networks: refused now, before a logger or .hydra/ writes into the run folder
+        module.check_checkpoint_fits(torch_load_weights_only(ckpt_path, mmap=True), ckpt_path)
     datamodule = instantiate(cfg.data)
     # a mistyped health.below_baseline.metric / .baseline now, not at the first validation
     health = HealthConfig.from_config(cfg.get("health"))
