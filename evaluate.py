@@ -16,7 +16,6 @@ from restoregan.evaluation.run import evaluate
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @cli.task
 def main(cfg: DictConfig) -> None:
-    cli.check_override_types(cfg)
     evaluate(cfg)
     out = Path(cfg.out_dir)
     print((out / "metrics.md").read_text())

@@ -33,7 +33,8 @@ def output_paths(
     run left beside the targets."""
     targets = [output / f"{p.stem}_x{scale}.png" for p in inputs]
     one_target_each(inputs, targets)
-    prepare_outputs(Inputs([*inputs, source]).add_models([ckpt]), targets)
+    # the folder (or file) the images came from covers them all: its files are matched by inode
+    prepare_outputs(Inputs([source] if source is not None else inputs).add_models([ckpt]), targets)
     return targets
 
 
@@ -99,7 +100,6 @@ def infer(cfg: DictConfig) -> list[Path]:
 @hydra.main(config_path="conf", config_name="infer", version_base="1.3")
 @cli.task
 def main(cfg: DictConfig) -> None:
-    cli.check_override_types(cfg)
     targets = infer(cfg)
     where = targets[0] if len(targets) == 1 else f"{len(targets)} images in {Path(cfg.output)}"
     print(f"wrote {where}")

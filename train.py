@@ -16,7 +16,6 @@ from restoregan.training.run import train
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 @cli.task
 def main(cfg: DictConfig) -> None:
-    cli.check_override_types(cfg)
     train(cfg)
 
 

@@ -16,7 +16,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 TRACEBACK_ENV = "RESTOREGAN_TRACEBACK"
@@ -31,15 +31,20 @@ _failures: list[Exception] = []
 
 
 def task(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Decorate the task function under @hydra.main: an exception inside it is kept for `run` to report, because
-    Hydra would first print "Error executing job with overrides: [...]" on its way out."""
+    """Decorate the task function under @hydra.main: the overrides are checked (`check_override_types`) before it
+    runs, and an exception inside it is kept for `run` to report, because Hydra would first print "Error
+    executing job with overrides: [...]" on its way out."""
+
+    def checked(cfg: Any) -> Any:
+        check_override_types(cfg)
+        return fn(cfg)
 
     @functools.wraps(fn)
     def wrapper(cfg: Any) -> Any:
         if traceback_wanted():
-            return fn(cfg)
+            return checked(cfg)
         try:
-            return fn(cfg)
+            return checked(cfg)
         except Exception as err:  # noqa: BLE001 - reported by run()
             _failures.append(err)
             return None
@@ -137,13 +142,11 @@ def _fits(value: Any, default: Any) -> bool:
     """Only a word where a number or boolean belongs is refused (`pretrain_iters=abc`, `overwrite=maybe`): that
     is the typo Hydra cannot catch. Other kinds (a list for a number, 2.5 for an integer) may be meant, and each
     consumer checks its own ranges."""
-    if _kind(default) is None or not isinstance(value, str):
-        return True
-    return False
+    return _kind(default) is None or not isinstance(value, str)
 
 
 def check_override_types(cfg: Any) -> None:
-    """Refuse `key=value` overrides whose value is not of the kind the key holds without them.
+    """Refuse `key=value` overrides that give a word where the key holds a number or boolean without them.
 
     Called inside a @hydra.main function: the reference config is composed again with only the config-group
     choices of the command line (experiment=..., generator=...), so experiment files set the reference."""
@@ -167,12 +170,8 @@ def check_override_types(cfg: Any) -> None:
         key = override.key_or_group
         if key.startswith(_ANY_KIND):
             continue
-        default = OmegaConf.select(reference, key, default=None)
-        if isinstance(default, (Mapping, Sequence)) and not isinstance(default, str):
-            default = OmegaConf.to_container(default) if OmegaConf.is_config(default) else default
+        default = OmegaConf.select(reference, key, default=None)  # only numbers and booleans are checked
         value = OmegaConf.select(cfg, key, default=None)
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value)
         if not _fits(value, default):
             raw = override.input_line.split("=", 1)[-1]
             raise ValueError(f"{key}={raw}: expected {_kind(default)} (default {default!r})")

@@ -81,14 +81,25 @@ def verified_weights_file(url: str, what: str, switch: str, fallback: str | None
                 f"Download {url} and save it as {target} (set TORCH_HOME to use another cache directory), "
                 f"{fallback}."
             ) from err
-    actual = sha256_file(target)
-    if not actual.startswith(expected):
-        raise WeightsHashError(
-            f"{target}: its sha256 ({actual[:len(expected)]}...) does not match the published one "
-            f"({expected}...) in its name, so it is not loaded ({what}); replace it with a fresh download of "
-            f"{url} saved as {target}"
-        )
+        _verified.add(_identity(target))  # download_url_to_file checked the hash as the bytes came in
+    if _identity(target) not in _verified:  # hashing VGG19 reads 548 MB: once per file version and process
+        actual = sha256_file(target)
+        if not actual.startswith(expected):
+            raise WeightsHashError(
+                f"{target}: its sha256 ({actual[:len(expected)]}...) does not match the published one "
+                f"({expected}...) in its name, so it is not loaded ({what}); replace it with a fresh download of "
+                f"{url} saved as {target}"
+            )
+        _verified.add(_identity(target))
     return target
+
+
+_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files whose hash matched in this process
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
 def load_state_dict_from_url(url: str, what: str, switch: str, fallback: str | None = None) -> dict[str, torch.Tensor]:

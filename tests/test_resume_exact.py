@@ -22,7 +22,7 @@ from PIL import Image
 import restoregan.training.run as run_mod
 from restoregan.training import checkpoint_io
 from restoregan.training.run import train
-from train_utils import compose_train, tiny_overrides
+from train_utils import Crash, compose_train, tiny_overrides
 
 # 3 pretrain + 1 D-pretrain + 4 GAN iterations, a checkpoint every 2. 7 training photos (repeat=1) in batches of
 # 2: data epochs end mid-batch. WGAN-GP draws from torch's global RNG in every D step.
@@ -37,17 +37,6 @@ class DrawRandom(pl.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         module.log_dict({"rng/torch": torch.rand(()).item(), "rng/numpy": np.random.rand(), "rng/python": random.random()})
-
-
-class Crash(pl.Callback):
-    """A kill, in-process: an exception before the batch after `at` iterations."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        if int(module.iteration) == self.at:
-            raise RuntimeError("killed")
 
 
 def _run(run_dir: Path, monkeypatch, *callbacks: pl.Callback, resume: bool = False):

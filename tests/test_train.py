@@ -16,7 +16,7 @@ from PIL import Image
 
 from restoregan.gans.checkpoint import load_generator
 from restoregan.training.run import train
-from train_utils import ROOT, compose_train, tiny_overrides
+from train_utils import ROOT, Crash, compose_train, tiny_overrides
 
 # Super-resolution experiments; the other tasks' experiments have smoke tests beside their task's tests.
 EXPERIMENTS = sorted(
@@ -80,17 +80,6 @@ def test_validation_grid_has_four_labelled_columns(tmp_path: Path) -> None:
     assert width == 4 * 32  # LR | bicubic | SR | HR at HR size (32x32 crops)
 
 
-class _Crash(pl.Callback):
-    """Simulates a kill: stops the process right after a given iteration."""
-
-    def __init__(self, at_iteration: int) -> None:
-        self.at = at_iteration
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        if int(module.iteration) == self.at:
-            raise RuntimeError("simulated crash")
-
-
 class _CaptureStart(pl.Callback):
     """State at the first batch of the resumed run, before any optimizer step."""
 
@@ -112,10 +101,10 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path, monkeypatch) ->
     import restoregan.training.run as run_mod
 
     overrides = tiny_overrides(tmp_path) + ["pretrain_iters=2", "gan_iters=4", "val_every=4"]
-    extra: list[pl.Callback] = [_Crash(at_iteration=5)]
+    extra: list[pl.Callback] = [Crash(at=5)]
     original = run_mod.extra_callbacks
     monkeypatch.setattr(run_mod, "extra_callbacks", lambda: original() + extra)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(RuntimeError, match="killed"):
         train(compose_train(overrides))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["state_dict"]["iteration"].item() == 4  # checkpoint after the validation at iteration 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -32,3 +33,14 @@ def tiny_overrides(run_dir: Path, experiment: str = "sr_quickstart") -> list[str
 def compose_train(overrides: list[str]) -> DictConfig:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose("train", overrides=overrides)
+
+
+class Crash(pl.Callback):
+    """A kill, in-process: an exception before the batch after `at` iterations."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if int(module.iteration) == self.at:
+            raise RuntimeError("killed")

@@ -76,7 +76,7 @@ _PILLOW_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's own, at import
 
 def _match_pillow_limit() -> None:
     # Pillow refuses above 2 x MAX_IMAGE_PIXELS (179 MP by default) whatever our cap says: lift it when the cap is
-    # higher, put it back when the cap comes down (never below Pillow's own: HF datasets decode through it)
+    # higher, put it back when the cap comes down (never below Pillow's own: from_pil's callers decode through it)
     if _max_pixels is None or _PILLOW_LIMIT is None:
         Image.MAX_IMAGE_PIXELS = None
     else:
@@ -375,9 +375,10 @@ def _jpeg_reaches_eoi(fp: BinaryIO, size: int, thorough: bool) -> bool:
     cannot occur inside entropy-coded data, and a cut inside the headers fails Pillow's header read); otherwise,
     or when `thorough`, the segments and scans are walked, which accepts data after EOI (motion photos append a
     video there)."""
-    fp.seek(max(size - 2, 0))
-    if not thorough and fp.read(2) == b"\xff\xd9":
-        return True
+    if not thorough:
+        fp.seek(max(size - 2, 0))
+        if fp.read(2) == b"\xff\xd9":
+            return True
     fp.seek(0)
     data = fp.read()
     i, n = 2, len(data)
@@ -475,8 +476,8 @@ def decode_hf_image(payload: Any, where: str) -> np.ndarray:
 
 
 def from_pil(image: Image.Image, where: str = "image") -> np.ndarray:
-    """A decoded PIL image (e.g. from a Hugging Face dataset) as (H, W, 3) float32 RGB, with read_image's rules
-    (the pixel cap too: Pillow's own limit guarded the decode; this stops the float copy)."""
+    """A decoded PIL image as (H, W, 3) float32 RGB, with read_image's rules (the pixel cap too: Pillow's own limit
+    guarded the decode; this stops the float copy). Our "hf:" sources stay encoded and use decode_hf_image."""
     _check_cap(where, image.width, image.height, ImageReadError)
     if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey (Pillow has no 16-bit RGB)
         grey = np.asarray(image, dtype=np.float32) / 65535.0

@@ -34,7 +34,7 @@ class _ProcessRandom:
 
     def __init__(self) -> None:
         self._pid: int | None = None
-        self.rng = np.random.default_rng()
+        self.rng: np.random.Generator | None = None  # made by the first get() in each process
 
     def get(self) -> np.random.Generator:
         if _item is not None:

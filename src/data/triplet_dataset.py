@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from restoregan.data.datasets import HRImageDataset, _ProcessRandom
+from restoregan.data.datasets import HRImageDataset
+from restoregan.data.rng import _ProcessRandom
 from restoregan.data.io import ImageReadError, check_images, read_image, to_tensor
 from restoregan.data.video import SceneCutDetector, VideoReadError, read_frames, windows_without_cuts
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from restoregan.atomic import Staged, atomic_write_bytes
+from restoregan.atomic import Staged
 from restoregan.data.io import write_image
 from restoregan.data.video import VideoWriter, container_for, copy_audio, has_audio, iter_frames
 from restoregan.pipeline.segments import Segment, WorkDir
@@ -175,6 +175,6 @@ def _write_png_folder(
         write_image(folder / f"{n:06d}.png", img.astype(np.float32) / 255.0)
         times.append({"file": f"{n:06d}.png", "input_frame": index, "pts": pts, "time": float(pts * tb)})
     info = {"fps": str(rate), "time_base": str(tb) if times else None, "frames": times}
-    atomic_write_bytes(folder / "frames.json", (json.dumps(info, indent=1) + "\n").encode())
+    (folder / "frames.json").write_bytes((json.dumps(info, indent=1) + "\n").encode())  # the folder is staged
     if audio_from is not None:
         copy_audio(audio_from, folder / "audio.mka", audio_end)

@@ -134,7 +134,7 @@ class GANModule(pl.LightningModule):
         if phase == self.G_PRETRAIN:
             output = self.task.generate(self.net_g, batch)  # e.g. (b, 3, H, W)
             l_g, parts = self._loss(self.pretrain_loss, output, real_target)
-            self._step(opt_g, l_g, "g_loss")
+            self._step(opt_g, l_g, "g_loss", checked=True)  # _loss checked this very sum: no second host sync
             if self._logging_step():
                 self._log_parts("g", parts, l_g)
         elif phase == self.D_PRETRAIN:
@@ -170,7 +170,7 @@ class GANModule(pl.LightningModule):
         # --- discriminator ---
         self.toggle_optimizer(opt_d)
         l_d, d_logs = self.adversarial_loss.d_loss(self.net_d, real, fake)
-        self._step(opt_d, l_d, "d_loss", {f"train/{k}": v for k, v in d_logs.items()})
+        self._step(opt_d, l_d, "d_loss", d_logs, prefix="train/")
         self.untoggle_optimizer(opt_d)
         if self._logging_step():
             self.log("train/d_loss", l_d.detach())
@@ -187,11 +187,14 @@ class GANModule(pl.LightningModule):
             raise TrainingHealthError(self._stop_message(what, err.value)) from None
 
     def _step(
-        self, opt: torch.optim.Optimizer, loss: Tensor, name: str, parts: dict[str, Tensor] | None = None
+        self, opt: torch.optim.Optimizer, loss: Tensor, name: str, parts: dict[str, Tensor] | None = None,
+        prefix: str = "", checked: bool = False,
     ) -> None:
-        if not torch.isfinite(loss):
+        """One optimizer step on `loss`; a non-finite loss stops training naming `name` or its non-finite `parts`
+        (named `prefix` + key). `checked`: the caller has already checked this loss (each check is a host sync)."""
+        if not checked and not torch.isfinite(loss):
             # name the culprit: a non-finite part (the adversarial term, D's outputs), else the total itself
-            bad = {k: float(v) for k, v in (parts or {}).items() if not torch.isfinite(v).all()}
+            bad = {f"{prefix}{k}": float(v) for k, v in (parts or {}).items() if not torch.isfinite(v).all()}
             if name == "g_loss" and "g_adv" in bad:
                 raise TrainingHealthError(self._stop_message("loss term g_adv (adversarial)", bad["g_adv"]))
             detail = f" ({', '.join(f'{k} {v}' for k, v in bad.items())})" if bad else ""

@@ -325,8 +325,3 @@ def check_rule_names_up_front(config: HealthConfig, task: Any, val_set: Any) -> 
     baselines = task.baselines(batch)
     scores = task.metrics(next(iter(baselines.values()), target), target)
     check_rule_names(config, list(scores), list(baselines))
-
-
-def health_monitor(node: Mapping[str, Any] | None) -> HealthMonitor:
-    """The callback for train.yaml's `health:` block (checked now, so a bad value fails before training)."""
-    return HealthMonitor(HealthConfig.from_config(node))

@@ -29,11 +29,12 @@ from restoregan.gans.checkpoint import CheckpointError, torch_load_weights_only
 KEY = "resume"
 
 
-def read_resume_state(path: str | Path) -> dict[str, Any]:
+def read_resume_state(path: str | Path, checkpoint: Any = None) -> dict[str, Any]:
     """The `resume` part of a train.py checkpoint ({} for one written before it existed), checked to be what
     train.py writes. Weights-only: a file that holds anything but tensors and plain data is refused, never
-    unpickled."""
-    checkpoint = torch_load_weights_only(path, mmap=True)  # a pickled payload: one-line refusal, never run
+    unpickled. `checkpoint`: the file's content when the caller has read it already."""
+    if checkpoint is None:
+        checkpoint = torch_load_weights_only(path, mmap=True)  # a pickled payload: one-line refusal, never run
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not isinstance(checkpoint.get("loops"), dict):
         raise CheckpointError(f"{path}: not a training checkpoint train.py can resume from (no training state)")
     state = checkpoint.get(KEY, {})

@@ -23,7 +23,6 @@ from restoregan.training.health import (
     HealthMonitor,
     TrainingHealthError,
     check_rule_names_up_front,
-    health_monitor,
 )
 from restoregan.training.inputs import check_run_outputs
 from restoregan.training.lock import hold_run, launching_rank, save_run_config
@@ -185,7 +184,7 @@ def finish(trainer: pl.Trainer, module: GANModule, run_dir: Path) -> None:
                 f"healthy state (iteration {int(module.iteration)}); the final state is in {final}")
 
 
-def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
+def build_callbacks(cfg: DictConfig, run_dir: Path, health: HealthConfig) -> list[pl.Callback]:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="iter{step:07d}",
@@ -194,7 +193,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
         save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
     )
     # HealthMonitor before ModelCheckpoint (Lightning runs checkpoint callbacks last): an unhealthy state is never saved
-    callbacks: list[pl.Callback] = [checkpoint, ResumeState(), health_monitor(cfg.get("health")), *extra_callbacks()]
+    callbacks: list[pl.Callback] = [checkpoint, ResumeState(), HealthMonitor(health), *extra_callbacks()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(IterationProgressBar(total_iterations(cfg)))
     return callbacks
@@ -268,19 +267,22 @@ def _train(cfg: DictConfig) -> TrainResult:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     run_dir = Path(cfg.run_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, cfg.overwrite)
-    resume = read_resume_state(ckpt_path) if ckpt_path else None  # weights-only: a hostile file is refused here
+    # read once, weights-only (a hostile file is refused here), memory-mapped: its resume state now, its fit below
+    checkpoint = torch_load_weights_only(ckpt_path, mmap=True) if ckpt_path else None
+    resume = read_resume_state(ckpt_path, checkpoint) if ckpt_path else None
     remove_checkpoint_temps(run_dir / "checkpoints")  # a killed run's half-written checkpoints
     pl.seed_everything(cfg.seed, workers=True)
 
     module = build_module(cfg)
-    if ckpt_path:  # another run's networks: refused now, before a logger or .hydra/ writes into the run folder
-        module.check_checkpoint_fits(torch_load_weights_only(ckpt_path, mmap=True), ckpt_path)
+    if checkpoint is not None:  # another run's networks: refused now, before a logger or .hydra/ writes anything
+        module.check_checkpoint_fits(checkpoint, ckpt_path)
+        del checkpoint  # Lightning loads it again inside fit, onto the module
     datamodule = instantiate(cfg.data)
     # a mistyped health.below_baseline.metric / .baseline now, not at the first validation
     health = HealthConfig.from_config(cfg.get("health"))
     check_rule_names_up_front(health, module.task, getattr(datamodule, "val_set", None))
     logger = build_logger(cfg, resume)
-    trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir), logger)
+    trainer = build_trainer(cfg, run_dir, build_callbacks(cfg, run_dir, health), logger)
     if launching_rank():
         save_run_config(run_dir, cfg)  # .hydra/: Hydra itself writes nothing into the run folder (train.yaml)
     # weights_only: resuming reads tensors and plain data, never unpickles code from the checkpoint
