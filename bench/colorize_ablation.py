@@ -25,17 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from restoregan.data.color import chroma, compose, luminance
 from restoregan.data.colorize_dataset import holdout_split, resize_short_side, to_grey
 from restoregan.data.datasets import skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
-from restoregan.evaluation.colorize import colour_photos, is_grey
 from restoregan.gans.colorize_unet import ColorizeUNet
 from restoregan.losses.chroma import ChromaL1Loss, RebalancedChromaL1Loss
 from restoregan.metrics.color import colorfulness, delta_e
-from restoregan.training.task_colorize import predict_chroma
+from restoregan.tasks.colorize import colour_photos, is_grey, predict_chroma
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "data" / "benchmarks"

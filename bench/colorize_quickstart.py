@@ -9,7 +9,10 @@ delta E at least 10% below the grey input's and colourfulness at least half the 
 on the scikit-image training photos plus four fifths of BSD100 (`holdout_every: 5`). Held out, each reported alone
 and all pooled for the verdict: the scikit-image validation photos and the other fifth of BSD100 (photos of the
 kind it trained on), Set5 and Set14 HR (portraits and objects under warmer light: another kind). The footage in
-../shared/data/footage is coloured by infer.py (contact sheets, flicker before/after stabilisation, luminance check).
+../shared/data/footage is coloured by infer.py as PNG frames (lossless, so the luminance check is exact), with and
+without temporal stabilisation (`task.stabilize=false`); the flicker of each is measured by evaluate.py's temporal
+report against the footage (warping error relative to the input's), and the luminance of every written frame is
+compared with the input's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from restoregan.data.color import luminance
+from restoregan.data.io import read_image, to_tensor
+from restoregan.data.video import iter_frames
 from training import machine, run, timed_training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +37,7 @@ BENCH = SHARED / "benchmarks"
 # name -> (photos, extra evaluate.py arguments)
 HELD_OUT = {
     "skimage_val": ("skimage:val", []),
-    "BSD100_held_out": (BENCH / "BSD100/x4/HR", ["colorize.holdout_every=5"]),  # the fifth training never saw
+    "BSD100_held_out": (BENCH / "BSD100/x4/HR", ["task=colorize", "task.holdout_every=5"]),  # the fifth never seen
     "Set5": (BENCH / "Set5/x4/HR", []),
     "Set14": (BENCH / "Set14/x4/HR", []),
 }
@@ -54,6 +60,38 @@ def pooled(per_image: dict[str, dict], names: list[str]) -> dict:
         "delta_e_reduction_pct": round(100 * float(1 - np.mean(model) / np.mean(grey)), 2),
         "colorfulness_ratio": round(float(np.mean(colour) / np.mean(original)), 3),
     }
+
+
+def colour_footage(model: Path, source: Path) -> dict:
+    """infer.py on the footage with and without stabilisation (PNG frames), each scored by evaluate.py's temporal
+    report against the footage; the largest luminance change of a stabilised frame, in 8-bit levels."""
+    stem, figures = source.stem, {}
+    for label, extra in (("stabilised", []), ("raw", ["task=colorize", "task.stabilize=false"])):
+        out = RUN / "footage" / label
+        start = time.time()
+        run(["infer.py", f"ckpt={model}", f"input={source}", f"output={out}", "video.format=png", *extra])
+        seconds = round(time.time() - start, 1)
+        frames = out / f"{stem}_color"
+        run(["evaluate.py", f"input={source}", f"result={frames}", f"out_dir={out / f'{stem}_temporal'}"])
+        report = json.loads((out / f"{stem}_temporal" / "metrics.json").read_text())
+        figures[label] = {"seconds": seconds, "warp_error": report["methods"]["result"]["warp_error"],
+                          "relative_to_input": report["relative"], "scene_cuts": report["scene_cuts"]}
+        if label == "stabilised":
+            figures["frames"] = len(list(frames.glob("*.png")))
+            figures["input_warp_error"] = report["methods"]["input"]["warp_error"]
+            figures["contact_sheet"] = str((out / f"{stem}_color_contact.png").relative_to(ROOT))
+            figures["max_luminance_diff_8bit"] = max_luminance_diff(source, frames)
+    return figures
+
+
+def max_luminance_diff(source: Path, frames: Path) -> float:
+    """The largest difference, in 8-bit levels, between the luminance of a written frame and its input's."""
+    written = sorted(frames.glob("*.png"))
+    worst = 0.0
+    for frame, path in zip(iter_frames(source), written):
+        a, b = to_tensor(frame.image)[None], to_tensor(read_image(path))[None]
+        worst = max(worst, float((luminance(a) - luminance(b)).abs().max()) * 255)
+    return round(worst, 3)
 
 
 def main() -> None:
@@ -108,20 +146,7 @@ def main() -> None:
         if not source.exists():
             print(f"skipping {item}: {source} not found")
             continue
-        out = RUN / "footage"
-        start = time.time()
-        run(["infer.py", f"ckpt={model}", f"input={source}", f"output={out}"])
-        stem = Path(item).stem
-        report = json.loads((out / f"{stem}_stability.json").read_text())
-        results["footage"][stem] = {
-            "frames": report["frames"],
-            "seconds": round(time.time() - start, 1),
-            "flicker_before": report["flicker_before"],
-            "flicker_after": report["flicker_after"],
-            "scene_cuts": report["scene_cuts"],
-            "max_luminance_diff_8bit": report["max_luminance_diff_8bit"],
-            "contact_sheet": str((out / f"{stem}_contact.png").relative_to(ROOT)),
-        }
+        results["footage"][Path(item).stem] = colour_footage(model, source)
     OUT.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

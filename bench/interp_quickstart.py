@@ -32,10 +32,11 @@ SETS = [
     ("old_film_frames_001", "old_film_frames_001", []),
     ("old_film_frames_003", "old_film_frames_003", []),
     ("newsreel", "a_bomb_blast_effects_part.mp4", []),
-    ("newsreel_dedup", "a_bomb_blast_effects_part.mp4", ["interp.drop_duplicates=true"]),
-    ("old_film_frames_001_step2", "old_film_frames_001", ["interp.step=2"]),
-    ("old_film_frames_003_step2", "old_film_frames_003", ["interp.step=2"]),
-    ("newsreel_dedup_step2", "a_bomb_blast_effects_part.mp4", ["interp.drop_duplicates=true", "interp.step=2"]),
+    ("newsreel_dedup", "a_bomb_blast_effects_part.mp4", ["task=interp", "task.drop_duplicates=true"]),
+    ("old_film_frames_001_step2", "old_film_frames_001", ["task=interp", "task.step=2"]),
+    ("old_film_frames_003_step2", "old_film_frames_003", ["task=interp", "task.step=2"]),
+    ("newsreel_dedup_step2", "a_bomb_blast_effects_part.mp4", ["task=interp", "task.drop_duplicates=true",
+                                                               "task.step=2"]),
 ]
 
 

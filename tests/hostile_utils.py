@@ -33,8 +33,11 @@ def tiny_state(prefix: str = "") -> dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in SRResNet(num_feat=8, num_block=1, scale=2).state_dict().items()}
 
 
-def description(generator: dict) -> dict:
-    return {"generator": generator, "task": "sr", "scale": 2, "format_version": 1}
+SR2 = {"_target_": "restoregan.tasks.sr.SuperResolutionTask", "scale": 2}
+
+
+def description(generator: dict, task: Any = None) -> dict:
+    return {"generator": generator, "task": SR2 if task is None else task, "scale": 2, "format_version": 2}
 
 
 # --- pickle payloads ------------------------------------------------------------------------------
@@ -98,25 +101,43 @@ def generator_with(kind: str, writer: str) -> Callable[[Path, Path], dict]:
     return make
 
 
-def export_with(where: str, generator: Callable[[Path, Path], dict]) -> Callable[[Path, Path], tuple[Path, Path]]:
+def task_with(kind: str, writer: str) -> Callable[[Path, Path], dict]:
+    """A task description naming code: `target` makes the writer the task itself, `nested` puts it in a task
+    keyword argument, `module` names a class of a module outside the trusted task modules."""
+
+    def make(folder: Path, marker: Path) -> dict:
+        code = _writers(marker, folder)[writer]
+        if kind == "nested":
+            return {**SR2, "scale": code}
+        if kind == "attr":  # inside restoregan.tasks by prefix, an attribute path to torch.load
+            return {**code, "_target_": "restoregan.tasks.sr.torch.load"}
+        return code
+
+    return make
+
+
+def export_with(
+    where: str, generator: Callable[[Path, Path], dict], task: Callable[[Path, Path], dict] | None = None
+) -> Callable[[Path, Path], tuple[Path, Path]]:
     """A real export whose description is replaced: in the safetensors metadata (no yaml beside), in the yaml
     beside it (metadata clean), or in the `restoregan` dict of a weights-only-clean .ckpt. Returns the path
     given to the program and the file whose description is refused."""
 
     def make(folder: Path, marker: Path) -> tuple[Path, Path]:
-        gen = generator(folder, marker)
+        gen = generator(folder, marker) if generator is not None else TINY_ARCH
+        desc = description(gen, task(folder, marker) if task is not None else None)
         if where == "ckpt":
             path = folder / "described.ckpt"
-            torch.save({"state_dict": tiny_state("net_g."), "restoregan": description(gen)}, path)
+            torch.save({"state_dict": tiny_state("net_g."), "restoregan": desc}, path)
             return path, path
         torch.manual_seed(0)
         weights = save_export(folder / "evil", SRResNet(num_feat=8, num_block=1, scale=2), TINY_ARCH,
-                              {"task": "sr", "scale": 2})
+                              {"task": SR2, "scale": 2})
         if where == "metadata":
             weights.with_suffix(".yaml").unlink()
-            save_file(load_file(weights), weights, metadata={"format": "pt", "restoregan": json.dumps(description(gen))})
+            save_file(load_file(weights), weights, metadata={"format": "pt", "restoregan": json.dumps(desc)})
             return weights, weights
-        weights.with_suffix(".yaml").write_text(yaml.safe_dump(description(gen)))
+        weights.with_suffix(".yaml").write_text(yaml.safe_dump(desc))
         return weights, weights.with_suffix(".yaml")
 
     return make
@@ -139,6 +160,11 @@ HOSTILE_MODELS: dict[str, Callable[[Path, Path], tuple[Path, Path]]] = {
     "yaml-target-attr_path": export_with("yaml", generator_with("target", "attr_path")),
     "ckpt-description-nested-open": export_with("ckpt", generator_with("nested", "open")),
     "ckpt-description-target-file_handler": export_with("ckpt", generator_with("target", "file_handler")),
+    # the task a file names is rebuilt under the same rules (restoregan.models.build_task)
+    "yaml-task-target-file_handler": export_with("yaml", None, task_with("target", "file_handler")),
+    "metadata-task-target-open": export_with("metadata", None, task_with("target", "open")),
+    "yaml-task-nested-savetxt": export_with("yaml", None, task_with("nested", "savetxt")),
+    "ckpt-task-attr-torch_load": export_with("ckpt", None, task_with("attr", "torch_load")),
 }
 
 

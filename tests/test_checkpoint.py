@@ -18,6 +18,7 @@ from restoregan.gans.srresnet import SRResNet
 RRDB_KWARGS = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 16, "num_block": 2, "num_grow_ch": 32, "scale": 4}
 RRDB_ARCH = {"_target_": "restoregan.gans.rrdbnet.RRDBNet", **RRDB_KWARGS}
 SRRESNET_ARCH = {"_target_": "restoregan.gans.srresnet.SRResNet", "num_feat": 8, "num_block": 2, "scale": 4}
+SR4 = {"_target_": "restoregan.tasks.sr.SuperResolutionTask", "scale": 4}  # SuperResolutionTask(4).config()
 
 
 def perturb(net: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -46,11 +47,11 @@ def assert_one_line_error(info: pytest.ExceptionInfo, path: Path) -> None:
 
 def test_export_round_trip(tmp_path: Path, lr: torch.Tensor) -> None:
     net = tiny_rrdbnet()
-    weights = save_export(tmp_path / "export" / "gen", net, RRDB_ARCH, {"task": "sr", "scale": 4, "name": "t"})
+    weights = save_export(tmp_path / "export" / "gen", net, RRDB_ARCH, {"task": SR4, "scale": 4, "name": "t"})
     assert weights == tmp_path / "export" / "gen.safetensors"
     description = yaml.safe_load((tmp_path / "export" / "gen.yaml").read_text())
     assert description["generator"] == RRDB_ARCH
-    assert (description["task"], description["scale"], description["format_version"]) == ("sr", 4, 1)
+    assert (description["task"], description["scale"], description["format_version"]) == (SR4, 4, 2)
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["gen.safetensors", "gen.yaml"]  # no temp left
 
     with torch.no_grad():
@@ -58,7 +59,7 @@ def test_export_round_trip(tmp_path: Path, lr: torch.Tensor) -> None:
         for path in (weights, tmp_path / "export" / "gen.yaml"):
             loaded = load_generator(path)
             assert isinstance(loaded, LoadedGenerator) and isinstance(loaded.net, RRDBNet)
-            assert (loaded.scale, loaded.task, loaded.arch) == (4, "sr", RRDB_ARCH)
+            assert (loaded.scale, loaded.task, loaded.arch) == (4, SR4, RRDB_ARCH)
             assert not loaded.net.training
             assert torch.equal(loaded.net(lr), expected)
 
@@ -69,7 +70,7 @@ def test_export_round_trip(tmp_path: Path, lr: torch.Tensor) -> None:
 
 def test_export_of_srresnet_round_trip(tmp_path: Path, lr: torch.Tensor) -> None:
     net = perturb(SRResNet(num_feat=8, num_block=2, scale=4), 1)
-    save_export(tmp_path / "g", net, SRRESNET_ARCH, {"task": "sr", "scale": 4})
+    save_export(tmp_path / "g", net, SRRESNET_ARCH, {"task": SR4, "scale": 4})
     loaded = load_generator(tmp_path / "g.safetensors")
     with torch.no_grad():
         assert torch.equal(loaded.net(lr), net(lr))
@@ -77,7 +78,7 @@ def test_export_of_srresnet_round_trip(tmp_path: Path, lr: torch.Tensor) -> None
 
 def test_rrdbnet_export_loads_in_spandrel_as_esrgan(tmp_path: Path, lr: torch.Tensor) -> None:
     net = tiny_rrdbnet()
-    weights = save_export(tmp_path / "gen", net, RRDB_ARCH, {"task": "sr", "scale": 4})
+    weights = save_export(tmp_path / "gen", net, RRDB_ARCH, {"task": SR4, "scale": 4})
     descriptor = spandrel.ModelLoader().load_from_file(weights)
     assert descriptor.architecture.id == "ESRGAN" and descriptor.scale == 4
     with torch.no_grad():
@@ -99,7 +100,8 @@ def test_community_esrgan_pth_loads_into_our_rrdbnet(tmp_path: Path, lr: torch.T
 
     loaded = load_generator(path)
     assert isinstance(loaded.net, RRDBNet), loaded.source
-    assert loaded.arch == RRDB_ARCH and loaded.scale == 4 and loaded.task == "sr"
+    assert loaded.arch == RRDB_ARCH and loaded.scale == 4
+    assert (loaded.task, loaded.purpose) == (None, "SR")  # a community file: models.py picks the task
     with torch.no_grad():
         assert (loaded.net(lr) - theirs(lr)).abs().max().item() < 1e-4
 
@@ -141,7 +143,7 @@ def test_lightning_checkpoint_prefers_ema(tmp_path: Path, lr: torch.Tensor) -> N
     ckpt = {
         "state_dict": state,
         "global_step": 10,
-        "restoregan": {"generator": RRDB_ARCH, "task": "sr", "scale": 4, "format_version": 1},
+        "restoregan": {"generator": RRDB_ARCH, "task": SR4, "scale": 4, "format_version": 2},
     }
     path = tmp_path / "last.ckpt"
     torch.save(ckpt, path)
@@ -164,7 +166,7 @@ def test_checkpoint_of_another_architecture(tmp_path: Path) -> None:
     torch.save(
         {
             "state_dict": {f"net_g.{k}": v for k, v in srresnet.state_dict().items()},
-            "restoregan": {"generator": RRDB_ARCH, "task": "sr", "scale": 4, "format_version": 1},
+            "restoregan": {"generator": RRDB_ARCH, "task": SR4, "scale": 4, "format_version": 2},
         },
         path,
     )
@@ -175,7 +177,7 @@ def test_checkpoint_of_another_architecture(tmp_path: Path) -> None:
 
     # same architecture, other size: also one line
     small = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
-    save_export(tmp_path / "small", small, RRDB_ARCH, {"task": "sr", "scale": 4})
+    save_export(tmp_path / "small", small, RRDB_ARCH, {"task": SR4, "scale": 4})
     with pytest.raises(CheckpointError, match="shape mismatch") as info:
         load_generator(tmp_path / "small.safetensors")
     assert_one_line_error(info, tmp_path / "small.safetensors")
@@ -189,7 +191,7 @@ def test_unknown_architecture(tmp_path: Path) -> None:
     assert_one_line_error(info, path)
 
     ckpt = tmp_path / "renamed.ckpt"
-    meta = {"generator": {"_target_": "restoregan.gans.nope.Net"}, "task": "sr", "scale": 4}
+    meta = {"generator": {"_target_": "restoregan.gans.nope.Net"}, "task": SR4, "scale": 4}
     torch.save({"state_dict": {"net_g.conv.weight": torch.zeros(1)}, "restoregan": meta}, ckpt)
     with pytest.raises(CheckpointError, match="unknown generator architecture restoregan.gans.nope.Net") as info:
         load_generator(ckpt)
@@ -259,7 +261,7 @@ def test_torchscript_archive_is_refused(tmp_path: Path) -> None:
 
 def _export_with(tmp_path: Path, generator: dict | None = None, **description: object) -> Path:
     net = SRResNet(num_feat=8, num_block=2, scale=4)
-    weights = save_export(tmp_path / "gen", net, SRRESNET_ARCH, {"task": "sr", "scale": 4})
+    weights = save_export(tmp_path / "gen", net, SRRESNET_ARCH, {"task": SR4, "scale": 4})
     yaml_path = weights.with_suffix(".yaml")
     content = yaml.safe_load(yaml_path.read_text())
     content.update(description)
@@ -338,7 +340,7 @@ def test_colorizer_export_needs_no_imagenet_download(tmp_path: Path, monkeypatch
     net = perturb(ColorizeUNet("resnet18", pretrained=False, decoder_channels=[16, 16, 16, 8, 8]), 6)
     arch = {"_target_": "restoregan.gans.colorize_unet.ColorizeUNet", "encoder": "resnet18", "pretrained": True,
             "decoder_channels": [16, 16, 16, 8, 8]}
-    weights = save_export(tmp_path / "colorizer", net, arch, {"task": "colorize", "scale": 1})
+    weights = save_export(tmp_path / "colorizer", net, arch, {"task": {"_target_": "restoregan.tasks.colorize.ColorizationTask"}, "scale": 1})
     loaded = load_generator(weights)
     assert loaded.arch == arch
     lum = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,5 @@
-"""evaluate.py and infer.py for colorization models: report schema, luminance kept, sequences, bad input."""
+"""evaluate.py and infer.py for colorization models: report schema, luminance kept, sequences, bad input. The task's
+own pieces (evaluation data, stage, stabiliser on real frames) are tested in process in test_colorize_task.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, shared_path
+from conftest import ROOT
 from restoregan.data.color import luminance
 from restoregan.data.io import read_image, to_tensor, write_image
 from restoregan.evaluation.run import evaluate
@@ -33,7 +34,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = ColorizeUNet(**{k: v for k, v in ARCH.items() if k != "_target_"}).eval()
     torch.nn.init.normal_(net.head.weight, std=0.3)
     path = tmp_path_factory.mktemp("model") / "generator"
-    return save_export(path, net, ARCH, {"task": "colorize", "scale": 1, "color_space": "yuv", "render_size": 64})
+    task = {"_target_": "restoregan.tasks.colorize.ColorizationTask", "color_space": "yuv", "render_size": 64}
+    return save_export(path, net, ARCH, {"task": task, "scale": 1})
 
 
 def test_evaluate_reports_model_and_grey_baseline(model: Path, tmp_path: Path) -> None:
@@ -54,10 +56,10 @@ def test_evaluate_reports_model_and_grey_baseline(model: Path, tmp_path: Path) -
 
 
 def test_evaluate_scores_only_the_held_out_photos(model: Path, tmp_path: Path) -> None:
-    """colorize.holdout_every=N scores the photos a run trained with data.train.holdout_every=N never saw."""
+    """task.holdout_every=N scores the photos a run trained with data.train.holdout_every=N never saw."""
     photos = photo_folder(tmp_path / "photos", 3)  # photo0..2: every 2nd held out = photo0, photo2
     report = evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={tmp_path / 'e'}",
-                                                "device=cpu", "colorize.holdout_every=2"]))
+                                                "device=cpu", "task=colorize", "task.holdout_every=2"]))
     assert [im["image"] for im in report["methods"]["grey"]["images"]] == ["photo0.png", "photo2.png"]
 
 
@@ -104,15 +106,19 @@ def _frames(folder: Path, n: int = 4) -> Path:
     return folder
 
 
-def test_frame_folder_gets_frames_contact_sheet_and_stability_report(model: Path, tmp_path: Path) -> None:
+def test_frame_folder_gets_frames_and_contact_sheet(model: Path, tmp_path: Path) -> None:
+    """A folder of same-size frames is one sequence: the film pipeline's PNG frames (stabilised chroma, the
+    input's luminance) and a contact sheet. Flicker itself: test_colorize_task.py and evaluate.py task=temporal."""
     frames = _frames(tmp_path / "film")
-    written = infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}"])
-    assert len(written) == 4 + 2
-    assert sorted(p.name for p in (tmp_path / "out" / "film_color").iterdir()) == ["1.png", "2.png", "3.png", "4.png"]
-    report = json.loads((tmp_path / "out" / "film_stability.json").read_text())
-    assert report["frames"] == 4 and report["flicker_before"]["pairs"] == 3 and report["scene_cuts"] == []
-    assert report["max_luminance_diff_8bit"] <= 1.0
-    assert Image.open(tmp_path / "out" / "film_contact.png").size[0] > 0
+    infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}"])
+    folder = tmp_path / "out" / "film_color"
+    pngs = sorted(folder.glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(4)] and (folder / "frames.json").exists()
+    for src, out in zip(sorted(frames.iterdir(), key=lambda p: int(p.stem)), pngs):
+        a, b = to_tensor(read_image(src))[None], to_tensor(read_image(out))[None]
+        assert (luminance(b) - luminance(a)).abs().max() * 255 <= 1.0
+        assert (b - b.mean(1, keepdim=True)).abs().max() > 0.01  # coloured
+    assert Image.open(tmp_path / "out" / "film_color_contact.png").size[0] > 0
 
 
 def test_video_file_is_coloured_to_a_video(model: Path, tmp_path: Path) -> None:
@@ -129,14 +135,17 @@ def test_video_file_is_coloured_to_a_video(model: Path, tmp_path: Path) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    written = infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}", "colorize.max_frames=3"])
-    assert [p.name for p in written] == ["clip_color.mp4", "clip_contact.png", "clip_stability.json"]
+    infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}", "video.max_frames=3"])
+    result = tmp_path / "out" / "clip_color.mp4"
+    assert result.exists() and (tmp_path / "out" / "clip_color_contact.png").exists()
+    assert not list((tmp_path / "out").glob("*stability*"))  # flicker is evaluate.py task=temporal's now
+
     def times(path: Path) -> list[float]:
         with av.open(str(path)) as c:
             return [float(f.pts * f.time_base) for f in c.decode(video=0)]
 
     # every coloured frame keeps its input's presentation time
-    assert times(written[0]) == pytest.approx(times(video)[:3], abs=1e-6)
+    assert times(result) == pytest.approx(times(video)[:3], abs=1e-6)
 
 
 def test_stabiliser_lowers_flicker_but_not_across_a_cut() -> None:
@@ -161,10 +170,3 @@ def test_stabiliser_lowers_flicker_but_not_across_a_cut() -> None:
     assert cuts == [5]
     assert after.summary()["raw"] < 0.6 * before.summary()["raw"]
     assert before.summary()["pairs"] == 5  # 6 pairs minus the cut
-
-
-def test_real_film_frames_keep_their_luminance(model: Path, tmp_path: Path) -> None:
-    frames = shared_path("footage", "old_film_frames_001")
-    infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path}", "colorize.max_frames=3"])
-    report = json.loads((tmp_path / "old_film_frames_001_stability.json").read_text())
-    assert report["max_luminance_diff_8bit"] <= 1.0 and report["frames"] == 3

@@ -11,7 +11,7 @@ from restoregan.data.color import luminance
 from restoregan.gans.colorize_unet import ColorizeUNet
 from restoregan.gans.patch_discriminator import PatchDiscriminator
 from restoregan.pretrained import MissingWeightsError
-from restoregan.training.task_colorize import ColorizationTask, colorize, render_shape
+from restoregan.tasks.colorize import ColorizationTask, colorize, render_shape
 
 
 def _small_unet() -> ColorizeUNet:
@@ -71,9 +71,11 @@ def test_discriminator_sees_the_condition() -> None:
         net_d(gt)
 
 
-def test_task_rejects_a_scale_and_exports_its_colour_space() -> None:
-    assert ColorizationTask("lab").export_meta()["color_space"] == "lab"
-    with pytest.raises(ValueError, match="scale must be 1"):
+def test_task_takes_no_scale_and_exports_its_colour_space() -> None:
+    assert ColorizationTask("lab").config() == {"_target_": "restoregan.tasks.colorize.ColorizationTask",
+                                                "color_space": "lab", "render_size": None}
+    assert ColorizationTask.scale == 1  # colorization keeps the input size: no scale setting to get wrong
+    with pytest.raises(TypeError, match="scale"):
         ColorizationTask(scale=4)
 
 
@@ -82,11 +84,13 @@ def test_grey_baseline_metrics() -> None:
     gt = torch.rand(2, 3, 32, 32)
     batch = {"lq": luminance(gt).expand(-1, 3, -1, -1), "gt": gt}
     grey = task.baselines(batch)["grey"]
-    scores = task.metrics(grey, task.target(batch))
-    assert scores["colorfulness"] < 1e-6 and scores["colorfulness_ratio"] < 1e-6
-    assert scores["delta_e"] > 1.0
-    perfect = task.metrics(task.target(batch), task.target(batch))
-    assert perfect["delta_e"] < 1e-6 and perfect["colorfulness_ratio"] == pytest.approx(1.0)
+    scores = task.metrics(grey, batch)
+    assert all(v.shape == (2,) and v.dtype == torch.float64 for v in scores.values())  # one score per item
+    assert (scores["colorfulness"] < 1e-6).all() and (scores["colorfulness_ratio"] < 1e-6).all()
+    assert (scores["delta_e"] > 1.0).all()
+    perfect = task.metrics(task.target(batch), batch)
+    assert (perfect["delta_e"] < 1e-6).all() and perfect["colorfulness_ratio"] == pytest.approx([1.0, 1.0])
+    assert torch.isinf(perfect["psnr"]).all() and perfect["ssim"] == pytest.approx([1.0, 1.0])
 
 
 def test_pretrained_encoder_offline_names_the_file_and_the_switch(tmp_path, monkeypatch) -> None:

@@ -9,7 +9,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from restoregan.gans.checkpoint import load_generator
+from restoregan.models import load_model
+from restoregan.tasks.colorize import ColorizationTask
 from restoregan.training.run import train
 from train_utils import compose_train, tiny_overrides
 
@@ -63,9 +64,12 @@ def test_each_phase_trains_what_it_should_and_exports(experiment: str, tmp_path:
         assert any(key == k for r in rows for k, v in r.items() if v), f"{key} not logged"
     assert sorted((tmp_path / "images").glob("val_iter*.png")), "validation grid: grey | colourised | original"
 
-    loaded = load_generator(f"{result.export}.safetensors")
-    assert loaded.task == "colorize" and loaded.scale == 1 and loaded.meta["color_space"] == "yuv"
+    loaded = load_model(f"{result.export}.safetensors")
+    render_size = 64 if experiment == "colorize_quickstart" else None  # the quickstart stores its scene scale
+    assert isinstance(loaded.task, ColorizationTask) and loaded.scale == 1
+    assert loaded.task.config() == {"_target_": "restoregan.tasks.colorize.ColorizationTask", "color_space": "yuv",
+                                    "render_size": render_size}
     lum = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded.net(lum), result.module.net_g_eval.cpu()(lum), atol=1e-5)
-    assert load_generator(result.last_checkpoint).meta["color_space"] == "yuv"
+    assert load_model(result.last_checkpoint).task.config() == loaded.task.config()

@@ -94,7 +94,7 @@ def run_evaluate(model: Path, tmp: Path, images: Path) -> None:
     from restoregan.evaluation.run import evaluate
 
     evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={images}", f"out_dir={tmp / 'report'}",
-                                       "lpips=false", "device=cpu", "scale=2"]))
+                                       "lpips=false", "device=cpu"]))
 
 
 def run_pipeline_stage(model: Path, tmp: Path, images: Path) -> None:
@@ -158,7 +158,7 @@ def test_planted_lpips_backbone_stops_evaluate(tmp_path: Path, images: Path, tor
     planted = plant_backbone(torch_home, torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url, marker)
     out = tmp_path / "report"
     cfg = compose_conf("evaluate", [f"hr_dir={images}", f"out_dir={out}", "lpips=true", "lpips_net=alex",
-                                    "device=cpu", "scale=2"])
+                                    "device=cpu", "task=sr", "task.scale=2"])
     message = assert_refused(lambda: evaluate(cfg), planted, marker, tmp_path)
     assert "does not match the published" in message and torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url in message
     assert not out.exists() or not files_under(out)
@@ -227,7 +227,8 @@ def test_infer_script_answers_hostile_checkpoint_in_one_line(tmp_path: Path, ima
 def test_evaluate_script_answers_planted_backbone_in_one_line(tmp_path: Path, images: Path) -> None:
     home, marker, out = tmp_path / "torch_home", tmp_path / "MARKER", tmp_path / "report"
     planted = plant_backbone(home, torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url, marker)
-    result = run_script(["evaluate.py", f"hr_dir={images}", f"out_dir={out}", "scale=2", "device=cpu", "lpips=true"],
+    result = run_script(["evaluate.py", f"hr_dir={images}", f"out_dir={out}", "task=sr", "task.scale=2", "device=cpu",
+                         "lpips=true"],
                         env={"TORCH_HOME": str(home)})
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and not marker.exists() and (not out.exists() or not files_under(out))

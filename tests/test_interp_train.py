@@ -4,14 +4,18 @@ is one override away, exports reload as `interp` models, the task's baselines an
 from __future__ import annotations
 
 import csv
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import torch
 
-from restoregan.gans.checkpoint import load_generator
+from restoregan.gans.checkpoint import CheckpointError, save_export
+from restoregan.gans.restore_unet import RestoreUNet
+from restoregan.models import load_model
+from restoregan.tasks.base import RunOptions
+from restoregan.tasks.interp import InterpolationTask
 from restoregan.training.run import train
-from restoregan.training.task_interp import InterpolationTask, frame_scores
 from train_utils import compose_train, tiny_overrides
 
 
@@ -39,8 +43,8 @@ def test_interp_experiments_train_a_few_steps(experiment: str, tmp_path: Path) -
     for key in ("train/g_pix", "train/g_lap", "train/g_census", "train/g_adv", "train/d_real", "val/psnr",
                 "val/psnr_blend", "val/psnr_repeat", "val/ssim"):
         assert any(r.get(key) for r in rows), key
-    loaded = load_generator(f"{result.export}.safetensors")
-    assert loaded.task == "interp" and loaded.scale == 1
+    loaded = load_model(f"{result.export}.safetensors")
+    assert isinstance(loaded.task, InterpolationTask) and loaded.scale == 1
     f0, f1 = torch.rand(1, 3, 16, 24), torch.rand(1, 3, 16, 24)
     with torch.no_grad():
         assert torch.allclose(loaded.net(f0, f1, 0.5), result.module.net_g_eval.cpu()(f0, f1, 0.5), atol=1e-5)
@@ -69,8 +73,44 @@ def test_task_baselines_metrics_and_discriminator_pair() -> None:
     assert torch.allclose(base["blend"][1], 0.75 * f0[1] + 0.25 * f1[1])
     real, fake = task.discriminator_pair(batch, gt * 0)
     assert real.shape == (2, 9, 16, 16) and torch.equal(real[:, 3:6], gt) and torch.equal(fake[:, :3], f0)
-    with pytest.raises(ValueError, match="scale must be 1"):
-        InterpolationTask(scale=4)
+    assert InterpolationTask().scale == 1 and InterpolationTask().config() == {
+        "_target_": "restoregan.tasks.interp.InterpolationTask"}  # application options are not the model's
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"factor": 1}, "task.factor=1"), ({"factor": 2.5}, "task.factor=2.5"), ({"fps": 0}, "task.fps=0"),
+    ({"fps": "fast"}, "task.fps=fast"), ({"step": 0}, "task.step=0"), ({"max_triplets": 0}, "task.max_triplets=0"),
+    ({"scene_cut": {"hist": 0.3}}, "task.scene_cut.hist"), ({"drop_duplicates": "yes"}, "task.drop_duplicates"),
+])
+def test_bad_options_are_refused_in_one_line_naming_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError) as err:
+        InterpolationTask(**kwargs)
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
+
+
+def test_options_set_the_output_name_and_the_stage_rate() -> None:
+    class Model:
+        net = None
+
+    run = RunOptions()
+    x4, fps = InterpolationTask(factor=4), InterpolationTask(factor=1, fps=59.94)  # fps set: factor unused
+    assert x4.output_suffix == "_x4" and fps.output_suffix == "_59.94fps"
+    assert x4.stage("interpolate", Model(), run).rate(Fraction(24)) == 96
+    assert fps.stage("interpolate", Model(), run).rate(Fraction(24)) == Fraction(5994, 100)
+    assert x4.sequence([]) is True
+    with pytest.raises(ValueError, match="needs a video or a folder of frames"):
+        x4.apply_batch(Model(), torch.rand(1, 3, 8, 8), run)
+
+
+def test_only_an_interpolation_network_serves_the_task(tmp_path: Path) -> None:
+    """A file saying `interp` around an image-to-image network is refused on loading, in one line."""
+    arch = {"_target_": "restoregan.gans.restore_unet.RestoreUNet", "num_feat": 4, "num_levels": 1, "num_conv": 1}
+    net = RestoreUNet(**{k: v for k, v in arch.items() if k != "_target_"})
+    path = save_export(tmp_path / "m", net, arch, {"task": InterpolationTask().config(), "scale": 1})
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path.with_suffix(".yaml"))) and "RestoreUNet" in msg and "InterpolationNet" in msg and "\n" not in msg
 
 
 def test_frame_scores_match_references() -> None:
@@ -81,7 +121,8 @@ def test_frame_scores_match_references() -> None:
     gen = torch.Generator().manual_seed(0)
     a = quantize(torch.rand(2, 3, 24, 30, generator=gen))
     b = quantize((a + 0.05 * torch.randn(2, 3, 24, 30, generator=gen)).clamp(0, 1))
-    scores = frame_scores(a, b)
+    scores = InterpolationTask().metrics(a, {"gt": b})
+    assert scores["psnr"].shape == (2,) and scores["psnr"].dtype == torch.float64
     mse = ((a * 255 - b * 255) ** 2).double().mean(dim=(1, 2, 3))
     assert torch.allclose(scores["psnr"], 10 * torch.log10(255.0**2 / mse))
     assert torch.allclose(scores["ssim"], ssim_y(a, b, 0).cpu(), atol=1e-9)

@@ -13,13 +13,13 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 GENERATORS = sorted((ROOT / "conf" / "generator").glob("*.yaml"))
 DISCRIMINATORS = sorted((ROOT / "conf" / "discriminator").glob("*.yaml"))
-SCALE, CROP = 4, 64  # what the train config supplies as ${scale} and ${data.crop_size}
+SCALE, CROP = 4, 64  # what the train config supplies as ${task.scale} and ${data.crop_size}
 
 
 def build(path: Path) -> torch.nn.Module:
     """Instantiate a group config the way train.yaml would, with its interpolations resolved."""
     cfg = OmegaConf.create(
-        {"scale": SCALE, "data": {"crop_size": CROP}, "pretrained_backbones": False, "net": OmegaConf.load(path)}
+        {"task": {"scale": SCALE}, "data": {"crop_size": CROP}, "pretrained_backbones": False, "net": OmegaConf.load(path)}
     )
     return instantiate(cfg.net)
 

@@ -12,16 +12,17 @@ import av
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from skimage.metrics import peak_signal_noise_ratio
 
 from conftest import ROOT
+from restoregan.data.film_damage import FilmDamage
 from restoregan.data.film_dataset import damaged_pair
 from restoregan.data.io import read_image, write_image
 from restoregan.evaluation.run import evaluate
-from restoregan.gans.checkpoint import load_generator, save_export
+from restoregan.gans.checkpoint import save_export
 from restoregan.gans.restore_unet import RestoreUNet
-from restoregan.training.task_restore import median3
+from restoregan.models import load_model
+from restoregan.tasks.restore import RestorationTask, median3
 from cli_utils import compose_conf, infer_in_process, photo_folder
 
 
@@ -35,14 +36,14 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = RestoreUNet(**{k: v for k, v in ARCH.items() if k != "_target_"}).eval()
     torch.nn.init.normal_(net.conv_last.weight, std=0.02)
     path = tmp_path_factory.mktemp("model") / "generator"
-    return save_export(path, net, ARCH, {"task": "restore", "scale": 1, "grey": True})
+    return save_export(path, net, ARCH, {"task": RestorationTask(grey=True).config(), "scale": 1})
 
 
 def test_evaluate_report_and_damaged_psnr_recomputed_independently(model: Path, tmp_path: Path) -> None:
     photos = photo_folder(tmp_path / "clean")
     out = tmp_path / "eval"
     report = evaluate(compose_conf("evaluate", [f"ckpt={model}", f"hr_dir={photos}", f"out_dir={out}", "device=cpu",
-                                        "lpips=false", "restore.save_inputs=true", "restore.seed=5"]))
+                                        "lpips=false", "task=restore", "task.save_inputs=true", "task.seed=5"]))
     assert json.loads((out / "metrics.json").read_text()) == report
     assert "| damaged |" in (out / "metrics.md").read_text() and (out / "comparison.png").stat().st_size > 0
     assert report["task"] == "restore" and report["grey"] is True and report["seed"] == 5
@@ -58,9 +59,8 @@ def test_evaluate_report_and_damaged_psnr_recomputed_independently(model: Path, 
         assert report["methods"]["damaged"]["images"][i]["psnr"] == pytest.approx(expected, abs=1e-9)
         median = peak_signal_noise_ratio(clean.astype(np.float64), median3(damaged).astype(np.float64), data_range=1.0)
         assert report["methods"]["median"]["images"][i]["psnr"] == pytest.approx(median, abs=1e-9)
-        # the damage is the seeded film model's, reproducible outside evaluate.py
-        damage = instantiate(compose_conf("evaluate", []).restore.damage)
-        again, _ = damaged_pair(read_image(photos / f"{name}.png"), np.random.default_rng([5, i]), damage, True)
+        # the damage is the seeded film model's (FilmDamage's defaults, the training damage), reproducible outside
+        again, _ = damaged_pair(read_image(photos / f"{name}.png"), np.random.default_rng([5, i]), FilmDamage(), True)
         assert np.array_equal(np.round(again * 255), np.round(damaged * 255))
     assert report["methods"]["generator"]["psnr"] != report["methods"]["damaged"]["psnr"]
 
@@ -85,7 +85,7 @@ def test_frame_folder_is_restored_frame_by_frame(model: Path, tmp_path: Path) ->
     frames = _frames(tmp_path / "reel")
     written = infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}", "tile=16", "tile_overlap=32"])
     assert [p.name for p in written] == ["1_restored.png", "2_restored.png", "3_restored.png"]
-    net = load_generator(model).net
+    net = load_model(model).net
     for src, dst in zip(sorted(frames.iterdir()), written):
         x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None]
         with torch.no_grad():
@@ -127,7 +127,7 @@ def test_video_is_restored_to_a_video_with_its_timestamps(model: Path, tmp_path:
     assert written == tmp_path / "out" / "clip_restored.mp4"
     assert _times(written) == pytest.approx(_times(video))
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "temp file left behind"
-    (short,) = infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'o2'}", "restore.max_frames=2"])
+    (short,) = infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'o2'}", "video.max_frames=2"])
     assert _times(short) == pytest.approx(_times(video)[:2])
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from restoregan.gans.checkpoint import load_generator
 from restoregan.gans.restore_unet import RestoreUNet
 from restoregan.inference.tiled import upscale
+from restoregan.models import load_model
+from restoregan.tasks.restore import RestorationTask, median3
 from restoregan.training.run import train
-from restoregan.training.task_restore import RestorationTask, median3
 from test_colorize_train import _same, _Snapshots
 from train_utils import compose_train, tiny_overrides
 
@@ -45,9 +45,10 @@ def test_each_phase_trains_what_it_should_and_exports(experiment: str, tmp_path:
         assert any(key == k for r in rows for k, v in r.items() if v), f"{key} not logged"
     assert sorted((tmp_path / "images").glob("val_iter*.png")), "validation grid: damaged | restored | clean"
 
-    loaded = load_generator(f"{result.export}.safetensors")
-    assert loaded.task == "restore" and loaded.scale == 1 and loaded.meta["grey"] is True
-    assert load_generator(result.last_checkpoint).meta["grey"] is True
+    loaded = load_model(f"{result.export}.safetensors")
+    assert isinstance(loaded.task, RestorationTask) and loaded.scale == 1 and loaded.task.grey is True
+    assert loaded.task.config() == {"_target_": "restoregan.tasks.restore.RestorationTask", "grey": True}
+    assert load_model(result.last_checkpoint).task.grey is True
     x = torch.rand(2, 3, 37, 50)  # any size, not a multiple of anything
     with torch.no_grad():
         y = loaded.net(x)
@@ -83,8 +84,12 @@ def test_task_baselines_and_metrics_against_independent_values() -> None:
     assert torch.allclose(base["median"][0].permute(1, 2, 0), torch.from_numpy(median3(lq[0].permute(1, 2, 0).numpy())))
     as_np = lambda t: t[0].permute(1, 2, 0).double().numpy()  # noqa: E731
     expected = peak_signal_noise_ratio(as_np(gt), as_np(lq), data_range=1.0)
-    assert task.metrics(lq, gt)["psnr"] == pytest.approx(expected, abs=1e-6)
+    assert float(task.metrics(lq, {"lq": lq, "gt": gt})["psnr"][0]) == pytest.approx(expected, abs=1e-6)
     real, fake = task.discriminator_pair({"lq": lq, "gt": gt}, gt * 0.5)
     assert real.shape[1] == fake.shape[1] == 6 and torch.equal(real[:, :3], lq)
-    with pytest.raises(ValueError, match="scale must be 1"):
+    real, fake = RestorationTask(conditional=False).discriminator_pair({"lq": lq, "gt": gt}, gt * 0.5)
+    assert torch.equal(real, gt) and torch.equal(fake, gt * 0.5)  # unconditional: the images alone
+    # film restoration keeps the frame size: the task has no scale to set (train.yaml's no longer leaks in)
+    assert task.scale == 1
+    with pytest.raises(TypeError, match="scale"):
         RestorationTask(scale=4)

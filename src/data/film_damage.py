@@ -161,8 +161,9 @@ def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:
 
 
 class FilmDamage:
-    """Old-film damage with a probability and a range for each kind (conf/data/film_damage.yaml lists them
-    all; these defaults are the same). Applied in the order the damage happens: gate weave (camera/projector),
+    """Old-film damage with a probability and a range for each kind. These defaults are the one statement of
+    the damage's values: training (conf/data/film_damage.yaml names only the class) and evaluate.py
+    (restoregan.tasks.restore) both use them. Applied in the order the damage happens: gate weave (camera/projector),
     blur (lens), fade and vignetting, grain, flicker (exposure), dust and scratches (on the print), sepia
     (toning).
 

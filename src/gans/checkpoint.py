@@ -5,9 +5,9 @@ export is a BasicSR/ESRGAN state dict that spandrel and other tools load) and `n
 rebuild the network:
 
     generator: {_target_: restoregan.gans.rrdbnet.RRDBNet, num_feat: 64, ..., scale: 4}
-    task: sr
+    task: {_target_: restoregan.tasks.sr.SuperResolutionTask, scale: 4}
     scale: 4
-    format_version: 1
+    format_version: 2
 
 The same description is also stored in the safetensors metadata, so the weights file alone suffices.
 
@@ -49,8 +49,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from restoregan.atomic import Staged
+from restoregan.gans.sizes import net_multiple
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `task` is the task's config {_target_, **kwargs}; 1: a word (`sr`), settings beside it
 RRDBNET_TARGET = "restoregan.gans.rrdbnet.RRDBNet"
 
 
@@ -60,12 +61,20 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LoadedGenerator:
+    """A network read from a file and what the file says about it; `restoregan.models.load_model` turns it into
+    the descriptor the rest of the project uses (the task rebuilt)."""
+
     net: nn.Module  # in eval mode, on the requested device
     scale: int
-    task: str
+    task: Any  # the file's task description: {_target_, **kwargs} (format 2), a word (format 1), None (community)
     arch: dict | None  # {"_target_": ..., **kwargs} when we know how to rebuild it, None for spandrel models
     source: str  # human-readable origin, e.g. "restoregan export" or "spandrel ESRGAN (64nf, 23nb)"
-    meta: dict = field(default_factory=dict)  # the task's export_meta() (e.g. colour space), run name, iterations
+    meta: dict = field(default_factory=dict)  # further description keys: run name, iterations (format 1: settings)
+    purpose: str | None = None  # community models: "SR", "Restoration", ... (spandrel's word)
+    channels: tuple[int | None, int | None] = (None, None)  # (input, output) channels, None when not declared
+    pad_multiple: int = 1  # input sides must divide this
+    min_size: int = 1  # smallest input side
+    described_in: Path | None = None  # the file holding the description (the yaml beside an export's weights)
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -83,8 +92,8 @@ def plain_state_dict(net: nn.Module) -> dict[str, Tensor]:
 def save_export(path: str | Path, net: nn.Module, arch: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:
     """Write `path.safetensors` + `path.yaml` atomically; returns the `.safetensors` path.
 
-    `arch` is the generator's `_target_` config; `meta` holds at least `task` and `scale` (extra keys, e.g.
-    run name and iterations, are kept in the yaml).
+    `arch` is the generator's `_target_` config; `meta` holds at least `task` (the task's `config()`:
+    `{_target_, **kwargs}`) and `scale` (extra keys, e.g. run name and iterations, are kept in the yaml).
     """
     base = _export_base(path)
     if "_target_" not in arch:
@@ -92,9 +101,11 @@ def save_export(path: str | Path, net: nn.Module, arch: Mapping[str, Any], meta:
     missing = {"task", "scale"} - set(meta)
     if missing:
         raise ValueError(f"{base}: meta lacks {sorted(missing)}")
+    if not isinstance(meta["task"], Mapping) or "_target_" not in meta["task"]:
+        raise ValueError(f"{base}: meta's task must be a task config ({{_target_: ..., **kwargs}}), not {meta['task']!r}")
     description = {
         "generator": dict(arch),
-        "task": meta["task"],
+        "task": dict(meta["task"]),
         "scale": int(meta["scale"]),
         "format_version": FORMAT_VERSION,
         **{k: v for k, v in meta.items() if k not in ("task", "scale")},
@@ -283,9 +294,9 @@ def _from_description(
     arch = description.get("generator")
     if not isinstance(arch, Mapping) or "_target_" not in arch:
         raise CheckpointError(f"{path}: its description names no generator `_target_`")
-    task = description.get("task", "sr")
-    if not isinstance(task, str):
-        raise CheckpointError(f"{path}: task: {_short(repr(task))} is not a task name")
+    task = description.get("task")
+    if task is not None and not isinstance(task, (str, Mapping)):
+        raise CheckpointError(f"{path}: task: {_short(repr(task))} is not a task description")
     scale = description.get("scale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
         raise CheckpointError(f"{path}: scale: {_short(repr(scale))} is not a positive integer")
@@ -296,45 +307,11 @@ def _from_description(
     if scale is not None and isinstance(built, int) and scale != built:  # the net decides output sizes
         raise CheckpointError(f"{path}: scale: {scale}, but the {arch['_target_']} it describes scales x{built}")
     scale = scale if scale is not None else int(getattr(net, "scale", 1))
-    check_task(path, task, net, arch, meta)
-    return LoadedGenerator(net, scale, task, arch, f"{source}: {arch['_target_']}", meta)
-
-
-# What each task feeds its generator and reads back: (class names, input channels, output channels; None = the
-# class fixes it). A description pairing a task with a network that cannot serve it (an SR net tagged
-# colorize, an RRDBNet of 1 input channel tagged sr) would otherwise fail deep inside the first forward pass.
-_IMAGE_NETS = ("SRResNet", "RRDBNet", "RestoreUNet")
-TASK_NETS = {"sr": (_IMAGE_NETS, 3, 3), "restore": (_IMAGE_NETS, 3, 3),
-             "colorize": (("ColorizeUNet",), None, 2), "interp": (("InterpolationNet",), None, None)}
-
-
-def check_task(path: Path, task: str, net: nn.Module, arch: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-    """Refuse, naming the file and the key, a description whose task its network cannot do or whose task
-    settings (`color_space`, `render_size`, `grey`) are not values the task takes. Unknown tasks pass: the entry
-    points name them."""
-    if task in TASK_NETS:
-        classes, in_ch, out_ch = TASK_NETS[task]
-        name = type(net).__name__
-        if name not in classes:
-            raise CheckpointError(f"{path}: task: {task}, but its generator {arch['_target_']} is not a network for "
-                                  f"that task (one of {', '.join(classes)})")
-        params = inspect.signature(type(net)).parameters
-        for key, want in (("num_in_ch", in_ch), ("num_out_ch", out_ch)):
-            got = arch.get(key, params[key].default if key in params else want)
-            if want is not None and got != want:
-                raise CheckpointError(f"{path}: generator.{key}: {got}, but task {task} needs {want} channels")
-    if "color_space" in meta:
-        from restoregan.data.color import SPACES
-
-        if meta["color_space"] not in SPACES:
-            raise CheckpointError(
-                f"{path}: color_space: {_short(meta['color_space'])} is not one of {', '.join(SPACES)}"
-            )
-    size = meta.get("render_size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise CheckpointError(f"{path}: render_size: {_short(size)} is not a positive whole number of pixels (or null)")
-    if "grey" in meta and not isinstance(meta["grey"], bool):
-        raise CheckpointError(f"{path}: grey: {_short(meta['grey'])} is not true or false")
+    params = inspect.signature(type(net)).parameters
+    channels = tuple(arch.get(k, params[k].default if k in params else None) for k in ("num_in_ch", "num_out_ch"))
+    channels = tuple(c if isinstance(c, int) and not isinstance(c, bool) else None for c in channels)
+    return LoadedGenerator(net, scale, task, arch, f"{source}: {arch['_target_']}", meta, None, channels,
+                           net_multiple(net, scale), described_in=path)
 
 
 # --- descriptions: only our own generator classes, from plain data --------------------------------
@@ -588,7 +565,9 @@ def _from_state_dict(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
             _load_weights(path, net, state, f"RRDBNet({_kwargs_str(kwargs)})")
             arch = {"_target_": RRDBNET_TARGET, **kwargs}
             source = f"ESRGAN-family state dict: RRDBNet({_kwargs_str(kwargs)})"
-            return LoadedGenerator(net, kwargs["scale"], "sr", arch, source)
+            scale = kwargs["scale"]
+            return LoadedGenerator(net, scale, None, arch, source, {}, "SR" if scale > 1 else "Restoration",
+                                   (kwargs.get("num_in_ch", 3), kwargs.get("num_out_ch", 3)), net_multiple(net, scale))
         except CheckpointError:
             pass  # RRDB-like names but a variant we do not cover: let spandrel try
     return _from_spandrel(path, obj)
@@ -627,10 +606,16 @@ def _from_spandrel(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise CheckpointError(f"{path}: {descriptor.architecture.name} is not a single-image model")
     tags = ", ".join(descriptor.tags)
+    req = descriptor.size_requirements
     return LoadedGenerator(
         SpandrelGenerator(descriptor),
         int(descriptor.scale),
-        "sr",
+        None,
         None,
         f"spandrel {descriptor.architecture.name}" + (f" ({tags})" if tags else ""),
+        {},
+        str(descriptor.purpose),
+        (int(descriptor.input_channels), int(descriptor.output_channels)),
+        max(1, int(req.multiple_of)),
+        max(1, int(req.minimum)),
     )

@@ -75,6 +75,7 @@ class RRDBNet(nn.Module):
             raise ValueError(f"RRDBNet supports scale 1, 2 or 4 (got {scale})")
         self.scale = scale
         self.unshuffle = 4 // scale  # 1 (x4), 2 (x2) or 4 (x1): input pixel-unshuffle factor
+        self.multiple = self.unshuffle  # input sides it groups pixels by (tiles start on multiples of it)
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from restoregan.gans.sizes import net_multiple
 
 
 def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -29,15 +30,6 @@ def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
             mode = "reflect" if pad < x.shape[dim] else "replicate"
             x = F.pad(x, (0, pad, 0, 0) if dim == -1 else (0, 0, 0, pad), mode=mode)
     return x
-
-
-def net_multiple(net: nn.Module, scale: int) -> int:
-    """What the sides of `net`'s input must divide: 4 // scale for the ESRGAN family at scale 1 and 2 (pixel
-    unshuffle), and a net's own `multiple` (RestoreUNet: 2**num_levels), which it would otherwise pad to itself
-    with reflection, impossible for an image smaller than the padding."""
-    base = 4 // scale if scale in (1, 2) else 1
-    own = getattr(net, "multiple", 1)
-    return math.lcm(base, own) if isinstance(own, int) and own > 0 else base
 
 
 def _run(net: nn.Module, x: Tensor, scale: int, device: torch.device, half: bool, multiple: int) -> Tensor:
@@ -173,3 +165,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name}: CUDA is not available on this machine (use device=cpu or auto)")
     return device
+
+
+def resolve_half(setting: str | bool, device: torch.device) -> bool:
+    """`half`: auto = fp16 autocast on CUDA; true asks for it, granted on CUDA only (CPU fp16 is slow and inexact)."""
+    return device.type == "cuda" if setting == "auto" else bool(setting) and device.type == "cuda"

@@ -1,6 +1,6 @@
-"""Colorization metrics on (H, W, 3) float RGB in [0, 1] numpy images (quantise to 8 bits first, as saved).
+"""Colorization metrics on (H, W, 3) float RGB in [0, 1] numpy images (quantise to 8 bits first, as saved); RGB
+PSNR/SSIM are restoregan.metrics.image's.
 
-- `psnr_rgb`, `ssim_rgb`: against the original, on all three RGB channels (skimage.metrics);
 - `delta_e`: mean CIEDE2000 colour difference (skimage.color), in the CIE's units (~2.3 = just noticeable);
 - `colorfulness`: Hasler & Suesstrunk 2003, M = sigma_rgyb + 0.3 mu_rgyb on 0-255 values (0 for grey;
   ~33 "moderately", ~59 "quite", ~82 "highly colourful");
@@ -13,19 +13,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-
-def psnr_rgb(pred: np.ndarray, target: np.ndarray) -> float:
-    return float(peak_signal_noise_ratio(target.astype(np.float64), pred.astype(np.float64), data_range=1.0))
-
-
-def ssim_rgb(pred: np.ndarray, target: np.ndarray) -> float:
-    """Gaussian-window SSIM (Wang et al.'s settings) per channel, averaged."""
-    return float(structural_similarity(
-        target.astype(np.float64), pred.astype(np.float64), data_range=1.0, channel_axis=-1,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-    ))
 
 
 def delta_e(pred: np.ndarray, target: np.ndarray) -> float:
@@ -64,8 +51,8 @@ class FID:
                 raise ModuleNotFoundError("torch-fidelity is not installed")
             # torch-fidelity would fetch it with an unchecked, unpickling torch.hub load; a verified path
             # makes it torch.load the file we checked instead
-            weights = verified_weights_file(FID_INCEPTION_URL, "FID Inception", "colorize.fid",
-                                            fallback="or run evaluate.py with colorize.fid=false")
+            weights = verified_weights_file(FID_INCEPTION_URL, "FID Inception", "task.fid",
+                                            fallback="or run evaluate.py with task.fid=false")
             metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(weights))
             return cls(metric.to(device)), None
         except WeightsHashError:

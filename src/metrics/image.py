@@ -113,3 +113,23 @@ def ssim_y(pred: ImageLike, target: ImageLike, crop_border: int, grey: bool = Fa
     cov = filt(yp * yt) - mu_p * mu_t
     ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
     return _result(ssim_map.mean(dim=(1, 2, 3)), single)
+
+
+def psnr_rgb(pred: Tensor, target: Tensor) -> Tensor:
+    """(b, c, h, w) in [0, 1] -> (b,) PSNR in dB over all values, float64 (inf for identical images). The one
+    RGB PSNR of the project: colorization, interpolation and restoration report it on 8-bit quantised images."""
+    mse = ((pred.double() - target.double()) ** 2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(1.0 / mse)
+
+
+def ssim_rgb(pred: Tensor, target: Tensor) -> Tensor:
+    """(b, 3, h, w) in [0, 1] -> (b,) SSIM per channel (Wang et al.'s settings: Gaussian window, sigma 1.5,
+    population covariance), averaged over channels; scikit-image, float64."""
+    from skimage.metrics import structural_similarity
+
+    scores = []
+    for p, t in zip(pred.detach().double().cpu(), target.detach().double().cpu()):
+        scores.append(structural_similarity(t.permute(1, 2, 0).numpy(), p.permute(1, 2, 0).numpy(), data_range=1.0,
+                                            channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                            use_sample_covariance=False))
+    return torch.tensor(scores, dtype=torch.float64)

@@ -1,0 +1,123 @@
+"""A loaded model says what it is (restoregan.models.load_model): task, scale, channels and size requirements, for
+our exports (format 2 and the older format 1), our Lightning checkpoints, ESRGAN-family .pth files and models only
+spandrel knows; the task a file names is rebuilt under the same allow-list as its generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from restoregan.gans.checkpoint import CheckpointError, save_export
+from restoregan.gans.rrdbnet import RRDBNet
+from restoregan.gans.srresnet import SRResNet
+from restoregan.models import Model, load_model
+from restoregan.tasks.restore import RestorationTask
+from restoregan.tasks.sr import SuperResolutionTask
+
+SRRESNET = {"_target_": "restoregan.gans.srresnet.SRResNet", "num_feat": 8, "num_block": 1, "scale": 2}
+
+
+def perturb(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return net.eval()
+
+
+def sr_export(folder: Path, scale: int = 2) -> Path:
+    net = perturb(SRResNet(num_feat=8, num_block=1, scale=scale))
+    return save_export(folder / f"sr_x{scale}", net, {**SRRESNET, "scale": scale},
+                       {"task": SuperResolutionTask(scale).config(), "scale": scale, "name": "tiny"})
+
+
+def test_export_describes_its_task_and_sizes(tmp_path: Path) -> None:
+    model = load_model(sr_export(tmp_path))
+    assert isinstance(model, Model) and isinstance(model.task, SuperResolutionTask)
+    assert (model.task.scale, model.scale, model.in_channels, model.out_channels) == (2, 2, 3, 3)
+    assert model.pad_multiple == 1 and model.meta["name"] == "tiny" and not model.net.training
+    # the pixel-unshuffling x1 RRDBNet needs sides divisible by 4; the descriptor says so, tiling reads it
+    net = perturb(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=1))
+    arch = {"_target_": "restoregan.gans.rrdbnet.RRDBNet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 1}
+    weights = save_export(tmp_path / "denoise", net, arch, {"task": RestorationTask(grey=False).config(), "scale": 1})
+    model = load_model(weights)
+    assert isinstance(model.task, RestorationTask) and model.task.grey is False and model.pad_multiple == 4
+
+
+def test_format_1_export_still_loads_with_its_task(tmp_path: Path) -> None:
+    """Exports written before tasks were configs named them by a word (`task: sr`), settings beside it."""
+    weights = sr_export(tmp_path, scale=2)
+    description = yaml.safe_load(weights.with_suffix(".yaml").read_text())
+    description.update({"task": "sr", "format_version": 1})
+    weights.with_suffix(".yaml").write_text(yaml.safe_dump(description))
+    model = load_model(weights.with_suffix(".yaml"))
+    assert isinstance(model.task, SuperResolutionTask) and model.task.scale == 2
+    description["task"] = "deblur"  # no task of this version answers to it
+    weights.with_suffix(".yaml").write_text(yaml.safe_dump(description))
+    with pytest.raises(CheckpointError, match="task: deblur is no task this version knows"):
+        load_model(weights.with_suffix(".yaml"))
+
+
+@pytest.mark.parametrize(("scale", "task_type"), [(4, SuperResolutionTask), (1, RestorationTask)])
+def test_community_esrgan_gets_the_task_of_its_scale(tmp_path: Path, scale: int, task_type: type) -> None:
+    """An ESRGAN-family .pth carries no task of ours: x4 is super-resolution, x1 (a denoiser, a dejpeg model) is
+    restoration, so it can fill the film pipeline's restore stage."""
+    net = perturb(RRDBNet(num_feat=8, num_block=1, num_grow_ch=32, scale=scale))
+    path = tmp_path / f"community_x{scale}.pth"
+    torch.save({"params_ema": net.state_dict()}, path)
+    model = load_model(path)
+    assert isinstance(model.task, task_type) and model.scale == scale and model.task.scale == scale
+    assert (model.in_channels, model.out_channels) == (3, 3)
+
+
+def test_spandrel_only_denoiser_is_a_restoration_model(tmp_path: Path) -> None:
+    """DnCNN (a 1x colour denoiser) is known only to spandrel, whose purpose "Restoration" picks our task."""
+    from spandrel.architectures.DnCNN import DnCNN
+
+    net = perturb(DnCNN(in_nc=3, out_nc=3, nc=8, nb=17))
+    path = tmp_path / "dncnn.pth"
+    torch.save(net.state_dict(), path)
+    model = load_model(path)
+    assert isinstance(model.task, RestorationTask) and model.task.grey is False and model.scale == 1
+    assert model.arch is None and "DnCNN" in model.source and model.min_size >= 1
+    x = torch.rand(1, 3, 20, 24)
+    from restoregan.tasks.base import RunOptions
+
+    out = model.task.apply_batch(model, x, RunOptions())
+    with torch.no_grad():
+        assert torch.allclose(out, net(x).clamp(0, 1), atol=1e-5)
+
+
+def test_task_that_does_not_fit_the_network_is_refused(tmp_path: Path) -> None:
+    weights = sr_export(tmp_path, scale=2)
+    yaml_path = weights.with_suffix(".yaml")
+    description = yaml.safe_load(yaml_path.read_text())
+    description["task"] = SuperResolutionTask(4).config()  # an x2 network described as x4
+    description.pop("scale")
+    yaml_path.write_text(yaml.safe_dump(description))
+    with pytest.raises(CheckpointError, match="its task is x4 but its network scales x2") as info:
+        load_model(yaml_path)
+    assert str(info.value).startswith(str(yaml_path))
+    description["task"] = {"_target_": "restoregan.tasks.nope.Task"}
+    yaml_path.write_text(yaml.safe_dump(description))
+    with pytest.raises(CheckpointError, match="unknown task restoregan.tasks.nope.Task"):
+        load_model(yaml_path)
+    description["task"] = {"_target_": "restoregan.tasks.base.RunOptions"}  # a class of the contract, no task
+    yaml_path.write_text(yaml.safe_dump(description))
+    with pytest.raises(CheckpointError, match="not allowed"):
+        load_model(yaml_path)
+
+
+def test_options_lay_over_the_stored_task(tmp_path: Path) -> None:
+    """infer.py's and the pipeline's settings (trusted config) replace stored kwargs, None keeps the file's."""
+    weights = sr_export(tmp_path, scale=2)
+    assert load_model(weights, options={"scale": None}).task.scale == 2
+    # conf/task/sr.yaml's default (4) is no override: `task=sr` alone keeps an x2 model x2
+    assert load_model(weights, options={"scale": 4}).task.scale == 2
+    with pytest.raises(CheckpointError, match="its task is x3 with these options but its network scales x2"):
+        load_model(weights, options={"scale": 3})
+    with pytest.raises(CheckpointError, match="cannot build task restoregan.tasks.sr.SuperResolutionTask"):
+        load_model(weights, options={"no_such_option": 1})
