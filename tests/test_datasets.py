@@ -11,7 +11,7 @@ from hydra import compose, initialize
 from hydra.utils import instantiate
 from PIL import Image
 
-from restoregan.data.datamodule import SRDataModule
+from restoregan.data.datamodule import TrainingDataModule
 from restoregan.data.datasets import HRImageDataset, PairedImageDataset, skimage_photos
 from restoregan.data.imresize import imresize
 from restoregan.data.io import ImageReadError, read_image, to_numpy, write_image
@@ -181,7 +181,7 @@ def test_skimage_photos_are_colour_and_val_is_held_out() -> None:
         skimage_photos("test")
 
 
-def _first_items(dm: SRDataModule, seed: int) -> torch.Tensor:
+def _first_items(dm: TrainingDataModule, seed: int) -> torch.Tensor:
     torch.manual_seed(seed)  # what seed_everything does for the main process
     return next(iter(dm.train_dataloader()))["gt"]
 
@@ -189,7 +189,7 @@ def _first_items(dm: SRDataModule, seed: int) -> torch.Tensor:
 def test_workers_draw_different_augmentations_reproducibly(tmp_path) -> None:
     _photo(tmp_path / "a.png", 96, 96)
     train = HRImageDataset(tmp_path, BicubicDegradation(4), scale=4, crop_size=32, repeat=4)
-    dm = SRDataModule(train, train, batch_size=2, num_workers=2, persistent_workers=False)
+    dm = TrainingDataModule(train, train, batch_size=2, num_workers=2, persistent_workers=False)
     a, b, c = _first_items(dm, 0), _first_items(dm, 0), _first_items(dm, 1)
     assert torch.equal(a, b)  # same global seed, same batch
     assert not torch.equal(a, c)
@@ -203,13 +203,13 @@ def test_datamodule_rejects_a_training_set_smaller_than_a_batch(tmp_path) -> Non
     _photo(tmp_path / "a.png", 40, 40)
     train = HRImageDataset(tmp_path, BicubicDegradation(4), scale=4, crop_size=32, repeat=3)
     with pytest.raises(ValueError, match="fewer than batch_size 4"):
-        SRDataModule(train, train, batch_size=4, num_workers=0)
+        TrainingDataModule(train, train, batch_size=4, num_workers=0)
 
 
 def _compose_data(name: str, overrides: list[str]):
-    # only the data group plus the two top-level keys it reads: independent of the rest of train.yaml
+    # only the data group plus the two keys it reads (task.scale, seed): independent of the rest of train.yaml
     with initialize(config_path="../conf", version_base="1.3"):
-        return compose(overrides=[f"+data={name}", "+scale=4", "+seed=0", *overrides])
+        return compose(overrides=[f"+data={name}", "+task.scale=4", "+seed=0", *overrides])
 
 
 # super-resolution data configs; the other tasks' data (named after them) are tested in
@@ -231,9 +231,9 @@ def test_each_data_config_gives_a_batch(name: str, tmp_path) -> None:
             write_image(tmp_path / "LR" / f"{i}.png", imresize(hr, scale=1 / 4))
         overrides += [f"data.train.lr_dir={tmp_path / 'LR'}", f"data.train.hr_dir={tmp_path / 'HR'}"]
     cfg = _compose_data(name, overrides)
-    assert cfg.data._target_ == "restoregan.data.datamodule.SRDataModule"
+    assert cfg.data._target_ == "restoregan.data.datamodule.TrainingDataModule"
     dm = instantiate(cfg.data)
-    assert isinstance(dm, SRDataModule) and dm.batch_size == 2
+    assert isinstance(dm, TrainingDataModule) and dm.batch_size == 2
     batch = next(iter(dm.train_dataloader()))
     assert batch["lq"].shape == (2, 3, 8, 8) and batch["gt"].shape == (2, 3, 32, 32)
     assert torch.isfinite(batch["lq"]).all() and 0 <= batch["lq"].min() and batch["lq"].max() <= 1
@@ -242,7 +242,7 @@ def test_each_data_config_gives_a_batch(name: str, tmp_path) -> None:
     assert val["name"][0] not in {p.name for p in skimage_photos("train")}  # held out
 
 
-def test_hydra_degradation_follows_the_scale_key() -> None:
-    cfg = _compose_data("realesrgan", ["scale=2"])
+def test_hydra_degradation_follows_the_task_scale() -> None:
+    cfg = _compose_data("realesrgan", ["task.scale=2"])
     assert cfg.data.train.degradation.scale == 2 and cfg.data.val.degradation.scale == 2
     assert cfg.data.train.seed == 0 and cfg.data.train.scale == 2

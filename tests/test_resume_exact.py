@@ -217,7 +217,7 @@ def _loader_batches(dm, n: int, state: dict | None = None) -> list[torch.Tensor]
 
 
 def test_training_stream_ignores_workers_and_continues_from_a_loader_state(tmp_path: Path) -> None:
-    from restoregan.data.datamodule import SRDataModule
+    from restoregan.data.datamodule import TrainingDataModule
     from restoregan.data.datasets import HRImageDataset
     from restoregan.data.pipelines import BicubicDegradation
 
@@ -226,8 +226,8 @@ def test_training_stream_ignores_workers_and_continues_from_a_loader_state(tmp_p
         Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
     train_set = HRImageDataset(tmp_path, BicubicDegradation(4), scale=4, crop_size=32)
 
-    def datamodule(workers: int) -> SRDataModule:
-        return SRDataModule(train_set, train_set, batch_size=2, num_workers=workers, persistent_workers=False, seed=3)
+    def datamodule(workers: int) -> TrainingDataModule:
+        return TrainingDataModule(train_set, train_set, batch_size=2, num_workers=workers, persistent_workers=False, seed=3)
 
     alone = _loader_batches(datamodule(0), 5)  # batches of 2 from 7 photos: epochs end mid-batch
     assert all(b.shape == (2, 3, 32, 32) for b in alone) and not torch.equal(alone[0], alone[1])

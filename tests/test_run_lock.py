@@ -17,7 +17,7 @@ import pytest
 
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.training.lock import RunLock, RunLockedError, hold_run, launching_rank
-from restoregan.training.run import check_schedule, train
+from restoregan.training.run import build_module, check_schedule, train
 from train_utils import ROOT, compose_train, tiny_overrides
 
 # Loaded by the first train.py of the two-process test (PYTHONPATH): holds it at iteration 1, lock taken and
@@ -77,6 +77,8 @@ def test_second_train_py_on_a_run_in_use_is_refused_and_the_first_is_unharmed(tm
         out = first.communicate(timeout=120)[0]
     assert first.returncode == 0, out[-3000:]
     assert "Training done (4 iterations)" in out
+    # the task's own evaluate hint: an x4 SR run points at Set5 x4
+    assert "hr_dir=../shared/data/benchmarks/Set5/x4/HR lr_dir=../shared/data/benchmarks/Set5/x4/LR out_dir=" in out
     assert (run_dir / ".hydra" / "config.yaml").read_bytes() == before[".hydra/config.yaml"]
     assert not (run_dir / ".lock").exists()
 
@@ -180,3 +182,22 @@ def test_resume_from_a_checkpoint_of_other_networks_is_named(tmp_path: Path) -> 
     assert not (tmp_path / "b" / ".lock").exists()
     # refused before the logger or .hydra/ wrote anything into the new run's folder
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*"))
+
+
+def test_resume_from_a_checkpoint_of_another_task_is_named(tmp_path: Path) -> None:
+    module = build_module(compose_train(tiny_overrides(tmp_path)))
+    state, path = module.state_dict(), tmp_path / "other.ckpt"  # networks that fit: only the task differs
+
+    def fits(task: object) -> None:
+        module.check_checkpoint_fits({"state_dict": state, "restoregan": {"task": task, "scale": 4}}, path)
+
+    with pytest.raises(CheckpointError) as info:
+        fits({"_target_": "restoregan.tasks.interp.InterpolationTask"})
+    assert str(info.value) == (f"{path}: a checkpoint of a restoregan.tasks.interp.InterpolationTask run; this run's "
+                               "task is restoregan.tasks.sr.SuperResolutionTask (resume with a checkpoint of this run)")
+    # format 1 named its task by a word: `sr` is this run's task, `colorize` is not
+    fits("sr")
+    fits({"_target_": "restoregan.tasks.sr.SuperResolutionTask", "scale": 4})
+    with pytest.raises(CheckpointError) as info:
+        fits("colorize")
+    assert str(info.value).startswith(f"{path}: a checkpoint of a ") and "colorize" in str(info.value).split(" run;")[0]

@@ -14,14 +14,16 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from restoregan.gans.checkpoint import load_generator
+from restoregan.gans.checkpoint import FORMAT_VERSION, load_generator
+from restoregan.models import load_model
+from restoregan.tasks.sr import SuperResolutionTask
 from restoregan.training.run import train
 from train_utils import ROOT, Crash, compose_train, tiny_overrides
 
-# Super-resolution experiments; the other tasks' experiments have smoke tests beside their task's tests.
+# Super-resolution experiments (train.yaml's default task); the other tasks' experiments (`override /task: X`)
+# have smoke tests beside their task's tests.
 EXPERIMENTS = sorted(
-    p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if "SuperResolutionTask" in p.read_text()
-    or "task:" not in p.read_text()
+    p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if "override /task:" not in p.read_text()
 )
 
 
@@ -40,8 +42,9 @@ def test_each_experiment_trains_a_few_steps(experiment: str, tmp_path: Path) -> 
     result = train(cfg)
     assert int(result.module.iteration) == 2
     assert result.last_checkpoint.exists()
-    loaded = load_generator(f"{result.export}.safetensors")
-    assert loaded.scale == cfg.scale
+    loaded = load_model(f"{result.export}.safetensors")
+    assert loaded.scale == cfg.task.scale
+    assert loaded.task.config() == result.module.task.config() == SuperResolutionTask(cfg.task.scale).config()
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(loaded.net(x), result.module.net_g_eval.cpu()(x), atol=1e-5)
@@ -166,7 +169,9 @@ def test_last_checkpoint_holds_the_final_iteration(tmp_path: Path) -> None:
     result = train(compose_train(tiny_overrides(tmp_path) + ["gan_iters=1"]))
     ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
     assert ckpt["state_dict"]["iteration"].item() == 3
-    assert ckpt["restoregan"]["task"] == "sr" and ckpt["restoregan"]["scale"] == 4
+    assert ckpt["restoregan"]["task"] == {"_target_": "restoregan.tasks.sr.SuperResolutionTask", "scale": 4}
+    assert ckpt["restoregan"]["scale"] == 4 and ckpt["restoregan"]["format_version"] == FORMAT_VERSION == 2
+    assert load_model(result.last_checkpoint).task.config() == SuperResolutionTask(4).config()
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
@@ -257,3 +262,49 @@ def test_training_outputs_never_replace_its_inputs(tmp_path: Path) -> None:
     pairs = ["data=paired", f"data.train.hr_dir={photos}", f"data.train.lr_dir={run}/images"]
     with pytest.raises(ValueError, match=f"^data.train.lr_dir={run}/images: this run would write into {run}/images/"):
         train(compose_train(tiny_overrides(run) + ["overwrite=true", *pairs]))
+
+
+def test_validation_means_are_evaluate_means_over_finite_items(tmp_path: Path) -> None:
+    """val/<key> is the mean of task.metrics over the set's finite items (what evaluate.py reports): an item whose
+    input equals its target (PSNR inf) is left out of val/psnr_input, whichever batch it shares; a NaN output
+    gives NaN (the health check's cue)."""
+    from torch.utils.data import DataLoader
+
+    from restoregan.losses.weighted import WeightedSum
+    from restoregan.tasks.base import mean_scores
+    from restoregan.tasks.image import ImageToImageTask
+    from restoregan.training.gan_module import GANModule
+
+    gen = torch.Generator().manual_seed(0)
+    gts = torch.rand(4, 3, 16, 16, generator=gen)
+    noise = torch.tensor([0.0, 0.02, 0.05, 0.1]).view(4, 1, 1, 1) * torch.randn(4, 3, 16, 16, generator=gen)
+    items = [{"lq": (g + n).clamp(0, 1), "gt": g} for g, n in zip(gts, noise)]  # item 0: lq == gt
+    net = torch.nn.Conv2d(3, 3, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(0.9 * torch.eye(3).view(3, 3, 1, 1))
+    task = ImageToImageTask()
+    pix = WeightedSum({"pix": {"weight": 1.0, "fn": torch.nn.L1Loss()}})
+    module = GANModule(net, None, task, pix, pix, None, 0.0, lambda p: torch.optim.SGD(p, lr=0.1), ema_decay=None,
+                       grid_images=0)
+
+    def validate() -> dict[str, float]:
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, default_root_dir=tmp_path)
+        return trainer.validate(module, dataloaders=DataLoader(items, batch_size=2), verbose=False)[0]
+
+    logged = validate()
+    with torch.no_grad():
+        per_item = [task.metrics(net(it["lq"][None]).clamp(0, 1), {k: v[None] for k, v in it.items()}) for it in items]
+    inputs = [task.metrics(it["lq"][None], {k: v[None] for k, v in it.items()}) for it in items]
+    assert torch.isinf(inputs[0]["psnr"]).all()  # the case under test
+    for key in ("psnr", "ssim"):
+        model = mean_scores({key: torch.cat([s[key] for s in per_item])})[key]
+        baseline = mean_scores({key: torch.cat([s[key] for s in inputs])})[key]
+        assert logged[f"val/{key}"] == pytest.approx(model, abs=1e-5)
+        assert logged[f"val/{key}_input"] == pytest.approx(baseline, abs=1e-5)
+    # the finite mean of items 1-3, not a mean of batch means (item 1 would weigh double)
+    assert logged["val/psnr_input"] == pytest.approx(float(torch.cat([s["psnr"] for s in inputs[1:]]).mean()), abs=1e-5)
+
+    with torch.no_grad():
+        net.weight.fill_(float("nan"))
+    assert torch.isnan(torch.tensor(validate()["val/psnr"]))

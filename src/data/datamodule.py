@@ -1,4 +1,5 @@
-"""LightningDataModule around a train and a validation dataset built by Hydra.
+"""LightningDataModule around a train and a validation dataset built by Hydra, for every task (the datasets
+make the task's batches; this module only loads them).
 
 Training data, exactly resumable: the training loader reads one stream of items per rank, shuffled epoch after
 epoch (`StreamSampler`): rank r of W takes every W-th position of the global stream, whose position g is item
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from restoregan.data.rng import item_random
 
 
-class SRDataModule(pl.LightningDataModule):
+class TrainingDataModule(pl.LightningDataModule):
     """`crop_size` is not used here: it lives at `data.` level so one override (`data.crop_size=96`) reaches
     the datasets (and the VGG discriminator's input size) through interpolation.
     shuffle_buffer: samples held per DataLoader worker to shuffle a streamed training set (memory: this many

@@ -4,7 +4,7 @@
 datasets); `PairedImageDataset` reads LR/HR pairs from two folders. Items are
 `{"lq": (3, h, w), "gt": (3, h*scale, w*scale), "name": str}` float tensors in [0, 1].
 
-Training items are random (crop, flips, 90-degree rotations, degradation parameters); SRDataModule's training
+Training items are random (crop, flips, 90-degree rotations, degradation parameters); TrainingDataModule's
 loader makes each a pure function of (seed, epoch, index) (restoregan.data.rng), so worker count and restarts do
 not change them. Validation items are a pure function of (seed, index).
 """
@@ -84,7 +84,7 @@ class HRImageDataset(Dataset):
     source: a folder, a list of image paths, "skimage" / "skimage:val" (the scikit-image photos), or
     "hf:<dataset name or local imagefolder dir>" (Hugging Face `datasets`; `hf_split`, `hf_image_column`), or a
     streamed one ("shards:<tar files>", "hf-stream:<dataset>"): then this object only turns images into items and
-    restoregan.data.shards.StreamingDataset (which SRDataModule wraps it in) reads them; it has no len().
+    restoregan.data.shards.StreamingDataset (which TrainingDataModule wraps it in) reads them; it has no len().
     crop_size: HR patch size (a multiple of scale); None in validation means the whole mod-cropped image.
     repeat: how many times the image list is walked per epoch (small photo sets make short epochs).
     cache: keep decoded images in memory (per worker); for small sets, where decoding dominates the step.
@@ -196,7 +196,7 @@ class HRImageDataset(Dataset):
         if self.stream is not None:
             raise TypeError(
                 f"{self.stream}: a streamed source has no length; read it through "
-                "restoregan.data.shards.StreamingDataset (SRDataModule does)"
+                "restoregan.data.shards.StreamingDataset (TrainingDataModule does)"
             )
         return len(self.names) * self.repeat
 

@@ -1,6 +1,6 @@
 """Randomness of training items.
 
-Inside `item_random(seed, epoch, index)` (SRDataModule's training loader wraps each item in it) every
+Inside `item_random(seed, epoch, index)` (TrainingDataModule's loader wraps each item in it) every
 `_ProcessRandom.get()` returns one generator seeded from that key, so an item's crop, flips and degradation are a
 pure function of (seed, epoch, index): the same whatever the worker count, the DDP rank that draws it, or a
 restart from a checkpoint. Outside it (a dataset indexed directly, streamed data), each process falls back to its

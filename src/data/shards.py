@@ -6,7 +6,7 @@ of one sample consecutive, keys without dots, as WebDataset writes and reads the
 Write:  python -m restoregan.data.shards write SRC OUT_DIR --shard-size 1000
         (SRC: a folder, "skimage", "hf:<dataset or imagefolder dir>", "hf-stream:<dataset>")
 Read:   any HRImageDataset family (SR, colorization, film) with source "shards:<spec>" or "hf-stream:<dataset>";
-        SRDataModule wraps it in `StreamingDataset`, which reads the images and lets the dataset turn each into
+        TrainingDataModule wraps it in `StreamingDataset`, which reads the images and lets the dataset turn each into
         an item (`HRImageDataset.streamed_item`), so the pairing code is the map-style one.
 <spec>: one or more of a brace pattern (`/data/train-{000000..000099}.tar`), a glob, a folder (its *.tar) or a
 file, joined by "::".

@@ -20,13 +20,13 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from restoregan.gans.checkpoint import CheckpointError
+from restoregan.gans.checkpoint import FORMAT_VERSION, CheckpointError
 from restoregan.losses.weighted import NonFiniteLossError, WeightedSum
+from restoregan.tasks import legacy_task
+from restoregan.tasks.base import Task, mean_scores
 from restoregan.training.ema import make_ema, update_ema, warmup_decay
-from restoregan.training.grid import save_grid
+from restoregan.grids import save_grid
 from restoregan.training.health import TrainingHealthError, last_good_checkpoint
-
-FORMAT_VERSION = 1
 
 
 class GANModule(pl.LightningModule):
@@ -34,7 +34,7 @@ class GANModule(pl.LightningModule):
         self,
         net_g: nn.Module,
         net_d: nn.Module | None,
-        task: Any,
+        task: Task,
         pretrain_loss: WeightedSum,
         content_loss: WeightedSum,
         adversarial_loss: nn.Module | None,
@@ -251,21 +251,33 @@ class GANModule(pl.LightningModule):
 
     # --- validation -------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # task.metrics is what evaluate.py scores each image with: validation's val/psnr is the same number
         output = self.task.generate(self.net_g_eval, batch).clamp(0, 1)
-        target = self.task.target(batch)
-        scores = self.task.metrics(output, target)
-        baseline_scores = {
-            name: self.task.metrics(base, target) for name, base in self.task.baselines(batch).items()
-        }
-        n = target.shape[0]
-        self.baseline_names = list(baseline_scores)
-        for key, value in scores.items():
-            self.log(f"val/{key}", value, batch_size=n, sync_dist=True, prog_bar=key == "psnr")
-        for name, b_scores in baseline_scores.items():
-            for key, value in b_scores.items():
-                self.log(f"val/{key}_{name}", value, batch_size=n, sync_dist=True)
+        primary = self.task.metric_columns[0][0]
+        for key, values in self.task.metrics(output, batch).items():
+            self._log_mean(f"val/{key}", values, prog_bar=key == primary)
+        baselines = self.task.baselines(batch)
+        self.baseline_names = list(baselines)
+        for name, base in baselines.items():
+            for key, values in self.task.metrics(base, batch).items():
+                self._log_mean(f"val/{key}_{name}", values)
+        n = output.shape[0]
         if batch_idx * n < self.hparams.grid_images and self.global_rank == 0:
             self._grid_rows.append([(label, img[0].detach().cpu()) for label, img in self.task.grid_columns(batch, output)])
+
+    def _log_mean(self, name: str, values: Tensor, prog_bar: bool = False) -> None:
+        """Log a batch's per-item scores so that the validation's value is the mean over the finite items of the
+        whole set, as evaluate.py reports it (`mean_scores`): Lightning weights each batch by `batch_size`, here its
+        number of finite items; a batch of identical images only (PSNR inf, no information) adds nothing. A NaN
+        (a broken output) is logged as NaN, so the validation's value is NaN and the health check sees it."""
+        # float64 tensors: a Python float would be stored and averaged as float32, 1e-7 off evaluate.py's means
+        finite = int(torch.isfinite(values).sum())
+        if bool(torch.isnan(values).any()):
+            self.log(name, torch.tensor(float("nan"), dtype=torch.float64), batch_size=1, sync_dist=True,
+                     prog_bar=prog_bar)
+        elif finite:
+            mean = torch.tensor(mean_scores({name: values})[name], dtype=torch.float64)
+            self.log(name, mean, batch_size=finite, sync_dist=True, prog_bar=prog_bar)
 
     def on_validation_epoch_start(self) -> None:
         self._grid_rows: list[list[tuple[str, Tensor]]] = []
@@ -287,12 +299,13 @@ class GANModule(pl.LightningModule):
         self.check_checkpoint_fits(checkpoint, getattr(self._trainer, "ckpt_path", None) or "the checkpoint")
 
     def check_checkpoint_fits(self, checkpoint: dict, path: str | Path) -> None:
-        """A checkpoint to resume from is of this run's task and networks; else one line naming `path`. train.py
-        also calls it before anything is written into a new run folder."""
+        """A checkpoint to resume from is of this run's task (its class) and networks; else one line naming `path`.
+        train.py also calls it before anything is written into a new run folder."""
         saved = checkpoint.get("restoregan") if isinstance(checkpoint.get("restoregan"), dict) else {}
-        if saved.get("task") not in (None, self.task.name):
-            raise CheckpointError(f"{path}: a checkpoint of a {saved['task']} run; this run's task is "
-                                  f"{self.task.name} (resume with a checkpoint of this run)")
+        theirs, ours = saved_task_target(saved), self.task.config()["_target_"]
+        if theirs is not None and theirs != ours:
+            raise CheckpointError(f"{path}: a checkpoint of a {theirs} run; this run's task is {ours} (resume with "
+                                  "a checkpoint of this run)")
         problem = state_dict_mismatch(checkpoint.get("state_dict"), self.state_dict())
         if problem:
             generator = saved.get("generator")
@@ -302,16 +315,28 @@ class GANModule(pl.LightningModule):
                                   f"here): {problem}; resume with a checkpoint of this run's configuration")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Self-describing checkpoints: evaluate.py / infer.py rebuild the generator without the config.
+        # Self-describing checkpoints: evaluate.py / infer.py rebuild the generator and the task without the config.
         checkpoint["restoregan"] = {
             "generator": self.hparams.generator_config,
-            "task": self.task.name,
-            "scale": getattr(self.task, "scale", 1),
+            "task": self.task.config(),
+            "scale": self.task.scale,
             "format_version": FORMAT_VERSION,
-            **task_meta(self.task),
         }
 
 
+def saved_task_target(saved: dict) -> str | None:
+    """The task class a checkpoint's description names (format 2: its config's `_target_`; format 1: the class of
+    the built-in task its word meant, else the word itself); None when it names none."""
+    task = saved.get("task")
+    if isinstance(task, dict):
+        return str(task.get("_target_"))
+    if isinstance(task, str):
+        try:
+            config = legacy_task(task, {**saved, "scale": saved.get("scale", 1)})
+        except (TypeError, ValueError):  # settings beside the word that no task reads: compare the word itself
+            config = None
+        return config["_target_"] if config is not None else task
+    return None
 
 
 def state_dict_mismatch(saved: Any, expected: dict[str, Tensor]) -> str | None:
@@ -334,8 +359,3 @@ def state_dict_mismatch(saved: Any, expected: dict[str, Tensor]) -> str | None:
 
 def _forget_host_iteration(module: GANModule, incompatible_keys: Any) -> None:
     module._iteration_host = None  # the buffer was just loaded (a resume); re-read it when next needed
-
-
-def task_meta(task: Any) -> dict:
-    """The task's extra export keys (e.g. a colorizer's colour space), if it has any."""
-    return dict(task.export_meta()) if hasattr(task, "export_meta") else {}

@@ -33,8 +33,10 @@ from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import IterableDataset, default_collate
+
+from restoregan.tasks.base import Task
 
 NETS = ("net_g", "net_g_ema", "net_d")
 
@@ -312,7 +314,7 @@ def check_rule_names(config: HealthConfig, metrics: list[str], baselines: list[s
                          f"(it has {', '.join(baselines) or 'none'})")
 
 
-def check_rule_names_up_front(config: HealthConfig, task: Any, val_set: Any) -> None:
+def check_rule_names_up_front(config: HealthConfig, task: Task, val_set: Any) -> None:
     """`check_rule_names` before training starts, not at the first validation (possibly hours in): the names come
     from the task's metrics and baselines on the first validation item. A streamed validation set has no first
     item to spare; its names are checked at the first validation."""
@@ -321,7 +323,6 @@ def check_rule_names_up_front(config: HealthConfig, task: Any, val_set: Any) -> 
     if len(val_set) == 0:
         return
     batch = default_collate([val_set[0]])
-    target = task.target(batch)
     baselines = task.baselines(batch)
-    scores = task.metrics(next(iter(baselines.values()), target), target)
+    scores = task.metrics(next(iter(baselines.values()), task.target(batch)), batch)
     check_rule_names(config, list(scores), list(baselines))

@@ -17,7 +17,8 @@ from pytorch_lightning.loggers import Logger
 from restoregan.data.io import set_max_pixels
 from restoregan.gans.checkpoint import load_generator, save_export, torch_load_weights_only
 from restoregan.losses.weighted import WeightedSum
-from restoregan.training.gan_module import GANModule, task_meta
+from restoregan.tasks.base import Task
+from restoregan.training.gan_module import GANModule
 from restoregan.training.health import (
     HealthConfig,
     HealthMonitor,
@@ -77,7 +78,7 @@ def build_module(cfg: DictConfig) -> GANModule:
     return GANModule(
         net_g=net_g,
         net_d=net_d,
-        task=instantiate(cfg.task),
+        task=instantiate_task(cfg),
         pretrain_loss=instantiate_terms(cfg.loss.pretrain),
         content_loss=instantiate_terms(cfg.loss.content),
         adversarial_loss=instantiate(adversarial.fn) if adversarial else None,
@@ -87,6 +88,15 @@ def build_module(cfg: DictConfig) -> GANModule:
         generator_config=OmegaConf.to_container(cfg.generator, resolve=True),
         **instantiate(cfg.model, _convert_="partial"),
     )
+
+
+def instantiate_task(cfg: DictConfig) -> Task:
+    """The run's task from `task:` (conf/task/<name>.yaml), its keyword arguments plain data (what an export stores)."""
+    task = instantiate(cfg.task, _convert_="all")
+    if not isinstance(task, Task):
+        raise ValueError(f"task._target_={cfg.task._target_}: not a task (restoregan.tasks.base.Task); choose one with "
+                         "task=<name> (conf/task/)")
+    return task
 
 
 def instantiate_terms(node: DictConfig) -> WeightedSum:
@@ -136,18 +146,6 @@ def check_schedule(cfg: DictConfig) -> None:
             f"d_pretrain_iters={cfg.d_pretrain_iters} needs a discriminator and an adversarial loss term "
             "(this config has none); set d_pretrain_iters=0"
         )
-
-
-def evaluate_hint(task: str, scale: int) -> str:
-    """The data arguments of the evaluate.py command printed after training."""
-    if task == "sr":
-        sets = "../shared/data/benchmarks/Set5"
-        return f"hr_dir={sets}/x{scale}/HR lr_dir={sets}/x{scale}/LR scale={scale}"
-    if task == "interp":
-        return "input=VIDEO_OR_FRAME_DIR"
-    if task == "restore":
-        return "hr_dir=CLEAN_IMAGES_DIR"
-    return "hr_dir=COLOUR_PHOTOS_DIR"
 
 
 def save_final_checkpoint(trainer: pl.Trainer, last: Path) -> None:
@@ -229,11 +227,10 @@ def export_generator(cfg: DictConfig, module: GANModule, run_dir: Path) -> Path:
         module.net_g_eval,
         arch=OmegaConf.to_container(cfg.generator, resolve=True),
         meta={
-            "task": module.task.name,
-            "scale": getattr(module.task, "scale", 1),
+            "task": module.task.config(),
+            "scale": module.task.scale,
             "name": cfg.name,
             "iterations": int(module.iteration),
-            **task_meta(module.task),
         },
     )
     print(
@@ -241,7 +238,7 @@ def export_generator(cfg: DictConfig, module: GANModule, run_dir: Path) -> Path:
         f"  checkpoints: {run_dir / 'checkpoints'}\n"
         f"  exported generator: {export}.safetensors (+ .yaml)\n"
         f"  validation grids: {run_dir / 'images'}\n"
-        f"  evaluate: python evaluate.py ckpt={export}.safetensors {evaluate_hint(module.task.name, cfg.scale)} "
+        f"  evaluate: python evaluate.py ckpt={export}.safetensors {module.task.evaluate_hint} "
         f"out_dir={run_dir / 'eval'}"
     )
     return export
