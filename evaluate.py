@@ -1,5 +1,6 @@
-"""Benchmark super-resolution models against bicubic:
-python evaluate.py [ckpt=PATH | ckpt='[A,B]'] hr_dir=DIR [lr_dir=DIR] scale=4 out_dir=DIR [lpips=true]
+"""Benchmark models against their task's baselines (conf/evaluate.yaml):
+python evaluate.py [ckpt=PATH | ckpt='[A,B]'] hr_dir=DIR [lr_dir=DIR] out_dir=DIR [task=<name> task.<option>=...]
+python evaluate.py input=ORIGINAL result=PROCESSED out_dir=DIR   (temporal consistency of a processed video)
 """
 
 from __future__ import annotations

@@ -46,13 +46,14 @@ def main() -> None:
             print(f"skipping {name}: {root} not found")
             continue
         out = RUN / f"eval_{name}"
-        run(["evaluate.py", f"ckpt={model}", f"hr_dir={root / 'HR'}", f"lr_dir={root / 'LR'}", "scale=4", f"out_dir={out}"])
+        # the export says its task (x4 SR); metrics.json's psnr/ssim are PSNR-Y/SSIM-Y with a 4-pixel border crop
+        run(["evaluate.py", f"ckpt={model}", f"hr_dir={root / 'HR'}", f"lr_dir={root / 'LR'}", f"out_dir={out}"])
         metrics = json.loads((out / "metrics.json").read_text())["methods"]
         ours, bicubic = metrics["generator"], metrics["bicubic"]
         results["datasets"][name] = {
-            "bicubic": {"psnr_y": bicubic["psnr_y"], "ssim_y": bicubic["ssim_y"]},
-            "sr_quickstart": {"psnr_y": ours["psnr_y"], "ssim_y": ours["ssim_y"]},
-            "psnr_gain_db": round(ours["psnr_y"] - bicubic["psnr_y"], 3),
+            "bicubic": {"psnr_y": bicubic["psnr"], "ssim_y": bicubic["ssim"]},
+            "sr_quickstart": {"psnr_y": ours["psnr"], "ssim_y": ours["ssim"]},
+            "psnr_gain_db": round(ours["psnr"] - bicubic["psnr"], 3),
         }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "sr_quickstart.json").write_text(json.dumps(results, indent=2) + "\n")

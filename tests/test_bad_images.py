@@ -29,10 +29,13 @@ from restoregan.data.io import ImageReadError, inspect_image, read_image, set_ma
 from restoregan.data.shards import ShardError, StreamingDataset
 from restoregan.data.triplet_dataset import SyntheticMotionDataset
 from restoregan.evaluation.run import evaluate
-from restoregan.evaluation.sr import LPIPS_MIN_SIDE, min_side
 from restoregan.gans.checkpoint import save_export
 from restoregan.gans.restore_unet import RestoreUNet
 from restoregan.inference.tiled import upscale
+from restoregan.tasks.colorize import ColorizationTask
+from restoregan.tasks.image import LPIPS_MIN_SIDE, min_side
+from restoregan.tasks.restore import RestorationTask
+from restoregan.tasks.sr import SuperResolutionTask
 from cli_utils import compose_conf, infer_in_process
 
 
@@ -368,15 +371,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("models")
     specs = {
-        "sr": (_small_arch("rrdbnet_small", scale=2, num_block=1), {"task": "sr", "scale": 2}),  # pixel-unshuffles
-        "restore": (_small_arch("restore_unet_small"), {"task": "restore", "scale": 1, "grey": True}),
+        "sr": (_small_arch("rrdbnet_small", scale=2, num_block=1), SuperResolutionTask(2)),  # pixel-unshuffles
+        "restore": (_small_arch("restore_unet_small"), RestorationTask(grey=True)),
         "colorize": (_small_arch("colorize_unet_small", pretrained=False),
-                     {"task": "colorize", "scale": 1, "color_space": "yuv", "render_size": 64}),
+                     ColorizationTask(color_space="yuv", render_size=64)),
     }
     out = {}
-    for task, (arch, meta) in specs.items():
+    for name, (arch, task) in specs.items():
         torch.manual_seed(0)
-        out[task] = save_export(root / task, instantiate(arch).eval(), arch, meta)
+        meta = {"task": task.config(), "scale": task.scale}
+        out[name] = save_export(root / name, instantiate(arch).eval(), arch, meta)
     return out
 
 
@@ -411,7 +415,7 @@ def test_evaluate_refuses_an_image_too_small_to_score(models: dict[str, Path], t
     write_image(folder / "a_big.png", photo(40, 40) / 255.0)
     write_image(folder / "b_tiny.png", np.full((1, 1, 3), 0.5, np.float32))
     overrides = [f"ckpt={models[task]}", f"hr_dir={folder}", f"out_dir={tmp_path / 'eval'}", "device=cpu",
-                 "lpips=false", "scale=2", "colorize.fid=false"]
+                 "lpips=false", *(["task=colorize", "task.fid=false"] if task == "colorize" else [])]
     with pytest.raises(ImageReadError) as err:
         evaluate(compose_conf("evaluate", overrides))
     least = "at least 16x16" if task == "sr" else "at least 11x11"
@@ -425,6 +429,6 @@ def test_evaluate_refuses_an_image_too_small_to_score(models: dict[str, Path], t
 
 
 def test_lpips_raises_the_minimum_only_when_it_runs() -> None:
-    assert min_side(11, "ssim", None, "alex") == (11, "ssim")
-    least, why = min_side(11, "ssim", torch.nn.Identity(), "alex")
+    assert min_side(11, "ssim", OmegaConf.create({"lpips": False, "lpips_net": "alex"})) == (11, "ssim")
+    least, why = min_side(11, "ssim", OmegaConf.create({"lpips": True, "lpips_net": "alex"}))
     assert least == LPIPS_MIN_SIDE["alex"] == 31 and "LPIPS" in why

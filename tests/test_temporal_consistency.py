@@ -91,7 +91,7 @@ def test_mismatched_result_is_refused_in_one_line(tmp_path: Path) -> None:
     src = write_folder(tmp_path / "in", panning(5))
     res = write_folder(tmp_path / "out", panning(7))
     proc = subprocess.run(
-        [sys.executable, "evaluate.py", "task=temporal", f"input={src}", f"result={res}", f"out_dir={tmp_path / 'e'}"],
+        [sys.executable, "evaluate.py", f"input={src}", f"result={res}", f"out_dir={tmp_path / 'e'}"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode != 0

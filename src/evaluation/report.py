@@ -68,15 +68,15 @@ def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def markdown_table(report: dict, columns: list[tuple[str, str, int]]) -> str:
-    """Methods as rows. `columns`: (key in each method's dict, header, decimals)."""
-    title = f"{report['dataset']} x{report['scale']} (LR: {report['lr_source']}, crop_border={report['crop_border']})"
+def markdown(title: str, methods: dict[str, dict], columns: list[tuple[str, str, int]], notes: list[str] = ()) -> str:
+    """`### title`, a table with methods as rows and `columns` (key in each method's dict, header, decimals) as
+    columns (n/a where a method has no value), then `notes` below it."""
     lines = [f"### {title}", "", "| method | " + " | ".join(h for _, h, _ in columns) + " |"]
     lines.append("| --- |" + " ---: |" * len(columns))
-    for name, scores in report["methods"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(scores[k], d) for k, _, d in columns) + " |")
-    if report.get("lpips_note"):
-        lines += ["", f"LPIPS: {report['lpips_note']}"]
+    for name, scores in methods.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(scores.get(k), d) for k, _, d in columns) + " |")
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 

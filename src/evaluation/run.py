@@ -1,17 +1,26 @@
-"""Entry point behind evaluate.py: load checkpoints, pick the task's benchmark, report."""
+"""Entry point behind evaluate.py: load the models (each file says its task), check that they share one task, and
+run the evaluation loop (`restoregan.evaluation.loop`); with `result=`, the temporal-consistency report of a
+processed video against its input instead (no model)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from restoregan.cli import check_ranges
 from restoregan.data.io import set_max_pixels
+from restoregan.evaluation.loop import evaluate_models
 from restoregan.evaluation.report import check_report_outputs
-from restoregan.evaluation.sr import Options, evaluate_sr
-from restoregan.gans.checkpoint import LoadedGenerator, load_generator
 from restoregan.inference.tiled import check_tiling, resolve_device
+from restoregan.models import Model, load_model
+from restoregan.tasks.base import RunOptions, Task
+
+# checked up front (restoregan.cli.check_ranges): key -> (least value; what it takes)
+OPTIONS = {"grid_images": (1, "a number of rows >= 1"), "temporal.max_frames": (2, "a number of frames >= 2")}
 
 
 def checkpoint_paths(ckpt: str | list | ListConfig | None) -> list[Path]:
@@ -23,8 +32,9 @@ def checkpoint_paths(ckpt: str | list | ListConfig | None) -> list[Path]:
 
 
 def method_names(paths: list[Path]) -> list[str]:
-    """File stems, made unique (parent/stem, then a counter); never 'bicubic', the baseline's name."""
-    taken, names = {"bicubic"}, []
+    """File stems, made unique (parent/stem, then a counter)."""
+    taken: set[str] = set()
+    names = []
     for path in paths:
         candidates = [path.stem, f"{path.parent.name}/{path.stem}"]
         name = next((c for c in candidates if c not in taken), None)
@@ -37,22 +47,72 @@ def method_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def load_models(paths: list[Path], device) -> dict[str, LoadedGenerator]:
+def task_options(cfg: DictConfig) -> dict | None:
+    """`task=<name> task.<option>=...`: the options laid over each model file's own task settings."""
+    if cfg.get("task") is None:
+        return None
+    options = OmegaConf.to_container(cfg.task, resolve=True)
+    options.pop("_target_", None)
+    return options
+
+
+def load_models(cfg: DictConfig, device: torch.device) -> dict[str, Model]:
+    """cfg.ckpt's models by report name, `task.<option>=...` laid over each file's task settings; errors are one
+    line naming the file."""
+    paths = checkpoint_paths(cfg.get("ckpt"))
+    options = task_options(cfg)
     models = {}
     for name, path in zip(method_names(paths), paths):
-        try:
-            models[name] = load_generator(path, device)
-        except Exception as err:  # the loader's message, one line, starting with the path
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from err
-        models[name].net.eval()
+        if options is not None:  # the file's task first: options meant for another task would fail obscurely
+            check_chosen_task(cfg, load_model(path, "cpu"))
+        models[name] = load_model(path, device, options)
     return models
 
 
-TASKS = ("sr", "colorize", "interp", "restore")
-# checked up front (restoregan.cli.check_ranges): key -> (least value; what it takes)
-OPTIONS = {"grid_images": (1, "a number of rows >= 1"), "interp.max_triplets": (1, "a number of triplets >= 1"),
-           "temporal.max_frames": (2, "a number of frames >= 2"), "scale": (1, "a scale factor >= 1")}
+def check_chosen_task(cfg: DictConfig, model: Model) -> None:
+    """`task=<name>` given with a model: it must be the model's task."""
+    chosen, target = cfg.task.get("_target_"), model.task.config()["_target_"]
+    if chosen != target:
+        raise ValueError(f"{model.path}: a model of {target}, but task= chose {chosen}; leave task= out (the model "
+                         "file says its task) or choose the model's")
+
+
+def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
+    """The models' task (they must share one: equal `task.config()`); without models, `task=<name>`'s."""
+    if not models:
+        if cfg.get("task") is None:
+            raise ValueError("task=<name> is needed for a report without models (python evaluate.py task=sr "
+                             "hr_dir=DIR out_dir=DIR); or give ckpt=MODEL, whose file says its task")
+        return build_task(cfg.task)
+    first = next(iter(models.values()))
+    config = first.task.config()
+    for model in models.values():
+        if model.task.config() != config:
+            raise ValueError(f"{model.path}: a model of {_describe(model.task.config())}, but {first.path} is one of "
+                             f"{_describe(config)}; models of different tasks cannot share a report")
+    if cfg.get("task") is not None:
+        check_chosen_task(cfg, first)
+    return first.task
+
+
+def build_task(task_cfg: DictConfig) -> Task:
+    """The task `task=<name>` (conf/task/<name>.yaml plus overrides) describes; errors in one line."""
+    try:
+        task = instantiate(task_cfg, _convert_="all")
+    except Exception as err:  # Hydra wraps the constructor's error in several lines; its cause says it
+        cause = err.__cause__ or err
+        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if not msg.startswith("task"):  # name the config key: "scale=0: ..." -> "task.scale=0: ..."
+            msg = f"task.{msg}" if re.match(r"\w+[=:]", msg) else f"task: {msg}"
+        raise ValueError(msg) from err
+    if not isinstance(task, Task):
+        raise ValueError(f"task._target_: {task_cfg.get('_target_')} is not a task (restoregan.tasks.base.Task)")
+    return task
+
+
+def _describe(config: dict) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in config.items() if k != "_target_")
+    return f"{config['_target_']}({settings})"
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -63,66 +123,24 @@ def evaluate(cfg: DictConfig) -> dict:
     check_tiling(cfg.tile, cfg.tile_overlap)
     check_ranges(cfg, OPTIONS)
     check_report_outputs(cfg)  # before any work: the report must not land on, or among, the inputs
-    if cfg.task == "temporal":
-        return evaluate_temporal_task(cfg)
+    if cfg.get("result") is not None:
+        return evaluate_temporal_report(cfg)
     device = resolve_device(cfg.device)
-    paths = checkpoint_paths(cfg.ckpt)
-    models = load_models(paths, device)
-    task = report_task(cfg, models, paths)
-    needs = "input" if task == "interp" else "hr_dir"
-    if cfg[needs] is None:
-        example = "input=VIDEO_OR_FRAME_DIR" if task == "interp" else "hr_dir=DIR"
-        raise ValueError(f"{needs}=... is required for {task!r} models (python evaluate.py ckpt=... {example} out_dir=...)")
-    opts = Options(
-        device=device,
-        tile=cfg.tile,
-        tile_overlap=cfg.tile_overlap,
-        lpips=cfg.lpips,
-        lpips_net=cfg.lpips_net,
-        grid_images=cfg.grid_images,
-    )
-    if task == "colorize":
-        from restoregan.evaluation.colorize import evaluate_colorize
-
-        return evaluate_colorize(cfg, models, opts)
-    if task == "interp":
-        from restoregan.evaluation.interp import evaluate_interp
-
-        return evaluate_interp(cfg, models, opts)
-    if task == "restore":
-        from restoregan.evaluation.restore import evaluate_restore
-
-        return evaluate_restore(cfg, models, opts)
-    for (name, m), path in zip(models.items(), paths):
-        if m.scale != cfg.scale:
-            raise ValueError(f"{path}: a x{m.scale} model, but scale={cfg.scale}")
-    nets = {name: m.net for name, m in models.items()}
-    lr_dir = None if cfg.lr_dir is None else Path(cfg.lr_dir)
-    return evaluate_sr(Path(cfg.hr_dir), Path(cfg.out_dir), cfg.scale, nets, lr_dir, opts, cfg.dataset)
+    models = load_models(cfg, device)
+    task = report_task(cfg, models)
+    run = RunOptions(device=device, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+    return evaluate_models(task, models, cfg, run)
 
 
-def evaluate_temporal_task(cfg: DictConfig) -> dict:
-    """Flicker of a processed video relative to its input: no model is run."""
-    if cfg.ckpt is not None:
-        raise ValueError("task=temporal compares two videos (input=..., result=...); it takes no ckpt")
-    for key in ("input", "result"):
-        if cfg[key] is None:
-            raise ValueError(f"{key}=... is required (python evaluate.py task=temporal input=ORIGINAL "
-                             "result=PROCESSED out_dir=DIR)")
+def evaluate_temporal_report(cfg: DictConfig) -> dict:
+    """Flicker of a processed video (result=) relative to its input (input=): no model is run."""
+    for key in ("ckpt", "task"):
+        if cfg.get(key) is not None:
+            raise ValueError(f"{key}=...: result= compares two videos (input=ORIGINAL result=PROCESSED) and runs no "
+                             f"model; leave {key}= out")
+    if cfg.get("input") is None:
+        raise ValueError("input=... is required with result= (python evaluate.py input=ORIGINAL result=PROCESSED "
+                         "out_dir=DIR)")
     from restoregan.evaluation.temporal import evaluate_temporal
 
     return evaluate_temporal(cfg)
-
-
-def report_task(cfg: DictConfig, models: dict[str, LoadedGenerator], paths: list[Path]) -> str:
-    """The checkpoints' task (all must share one); `task=` for a baseline-only report (default sr)."""
-    found = {m.task for m in models.values()}
-    if len(found) > 1:
-        raise ValueError(f"checkpoints of different tasks cannot share a report: {sorted(found)}")
-    task = found.pop() if found else (cfg.task or "sr")
-    if cfg.task is not None and cfg.task != task:
-        path = paths[0] if paths else ""
-        raise ValueError(f"{path}: a {task!r} model, but task={cfg.task}")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
-    return task

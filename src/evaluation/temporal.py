@@ -1,7 +1,7 @@
-"""Temporal-consistency report behind `evaluate.py task=temporal`: how much a processed video flickers
-relative to its input (restoregan.metrics.temporal for the measure).
+"""Temporal-consistency report behind `evaluate.py input=... result=...`: how much a processed video flickers
+relative to its input (restoregan.metrics.temporal for the measure). No model runs, so no task is involved.
 
-    python evaluate.py task=temporal input=reel.mp4 result=restored.mp4 out_dir=DIR [temporal.max_frames=100]
+    python evaluate.py input=reel.mp4 result=restored.mp4 out_dir=DIR [temporal.max_frames=100]
 
 The result may have another size (it is resized onto the input's grid) or frame rate (each input frame is
 paired with the result frame at the same presentation time; frame folders by index: N, k N or k (N - 1) + 1
