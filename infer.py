@@ -1,11 +1,11 @@
-"""Apply a trained generator to images, frame folders or video; what it does follows the checkpoint's task:
-python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [tile=512] [tile_overlap=32] [device=auto] [half=auto]
-                [channels_last=false] [compile=false] [bf16=false]
+"""Apply a model to images, frame folders or video; what it does is its task's (the model file carries it):
+python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [task=<name> task.<option>=...] [tile=512]
+                [tile_overlap=32] [device=auto] [half=auto] [channels_last=false] [compile=false] [bf16=false]
 
-  sr        upscale images (ours or any ESRGAN-family .pth spandrel reads) -> output/<stem>_x<scale>.png
-  colorize  colour images, frame folders or video (options: the `colorize:` block of conf/infer.yaml)
-  interp    raise the frame rate of a video or frame folder (options: the `interp:` block)
-  restore   remove film damage from images, frame folders or video (options: the `restore:` block)
+  an image, or a folder of images   -> output/<stem><suffix>.png each (`task.output_suffix`: _x4, _restored, ...)
+  a video, or a folder of frames    -> output/<stem><suffix>.mp4 (or output/<name><suffix>/ PNG frames), the
+    (when the task calls it a          film pipeline with one stage: sound, timestamps, resume, side-by-side and
+     frame sequence)                   contact sheet as for pipeline=film (the `video:` block of conf/infer.yaml)
 python infer.py pipeline=film input=reel.mp4 output=restored.mp4: restore, colorize, upscale, interpolate a film
 """
 
@@ -15,44 +15,106 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from restoregan import cli
 from restoregan.data.io import list_images, read_image, set_max_pixels, to_numpy, to_tensor, write_image
-from restoregan.evaluation.run import load_models
-from restoregan.inference.tiled import check_tiling, prepare_for_inference, resolve_device, upscale
+from restoregan.data.video import is_video_file
+from restoregan.gans.checkpoint import CheckpointError
+from restoregan.inference.tiled import check_tiling, resolve_device
+from restoregan.models import Model, load_model
 from restoregan.outputs import Inputs, one_target_each, prepare_outputs
+from restoregan.pipeline.output import named_output
+from restoregan.pipeline.run import plan_job, prepare, run_options, run_pipeline, run_stages
+from restoregan.tasks.base import RunOptions
 
 
 def output_paths(
-    inputs: list[Path], output: Path, scale: int, source: Path | None = None, ckpt: str | Path | None = None
+    inputs: list[Path], output: Path, suffix: str, source: Path | None = None, ckpt: str | Path | None = None
 ) -> list[Path]:
-    """`<output>/<stem>_x<scale>.png` for each input; refuses to overwrite an input (the images, the `source`
+    """`<output>/<stem><suffix>.png` for each input; refuses to overwrite an input (the images, the `source`
     folder they came from, the model files of `ckpt`) or to write one file twice; removes the temps a killed
     run left beside the targets."""
-    targets = [output / f"{p.stem}_x{scale}.png" for p in inputs]
+    targets = [output / f"{p.stem}{suffix}.png" for p in inputs]
     one_target_each(inputs, targets)
     # the folder (or file) the images came from covers them all: its files are matched by inode
     prepare_outputs(Inputs([source] if source is not None else inputs).add_models([ckpt]), targets)
     return targets
 
 
-# Settings checked up front (restoregan.cli.check_ranges):
-# key -> (least value, or None for auto/true/false; what it takes)
+# Settings checked up front (restoregan.cli.check_ranges): key -> (least value, or None for auto/true/false; what
+# it takes). A task's own options are checked by the task class when the model's task is built.
 OPTIONS = {
-    "restore.max_frames": (1, "a number of frames >= 1"), "colorize.max_frames": (1, "a number of frames >= 1"),
-    "colorize.render_size": (1, "a number of pixels >= 1"), "colorize.contact_frames": (1, "a number of rows >= 1"),
-    "colorize.contact_side": (1, "a number of pixels >= 1"), "interp.input_fps": (1e-9, "a frame rate above 0"),
-    "pipeline.max_frames": (1, "a number of frames >= 1"), "pipeline.segment_frames": (1, "a number of frames >= 1"),
-    "pipeline.batch": (1, "a number of frames >= 1"), "pipeline.contact_frames": (0, "a number of rows >= 0"),
-    "pipeline.contact_side": (1, "a number of pixels >= 1"), "pipeline.input_fps": (1e-9, "a frame rate above 0"),
-    "stages.colorize.render_size": (1, "a number of pixels >= 1"),
-    "stages.colorize.warmup": (0, "a number of frames >= 0"),
-    **{f"{block}.crf": (0, "a quality >= 0 (x264: 0-51, lower is better)")
-       for block in ("restore", "colorize", "interp", "pipeline")},
-    "half": (None, "auto, true or false"), "colorize.sequence": (None, "auto, true or false"),
+    "video.max_frames": (1, "a number of frames >= 1"), "video.segment_frames": (1, "a number of frames >= 1"),
+    "video.batch": (1, "a number of frames >= 1"), "video.contact_frames": (0, "a number of rows >= 0"),
+    "video.contact_side": (1, "a number of pixels >= 1"), "video.input_fps": (1e-9, "a frame rate above 0"),
+    "video.crf": (0, "a quality >= 0 (x264: 0-51, lower is better)"),
+    "half": (None, "auto, true or false"),
 }
+
+
+def task_options(cfg: DictConfig) -> tuple[str | None, dict | None]:
+    """(`_target_`, options) of `task=<name> task.<option>=...`; (None, None) without task=."""
+    if cfg.get("task") is None:
+        return None, None
+    options = OmegaConf.to_container(cfg.task, resolve=True)
+    return options.pop("_target_", None), options
+
+
+def _check_target(cfg: DictConfig, target: str | None, model: Model) -> None:
+    own = model.task.config()["_target_"]
+    if target != own:
+        raise ValueError(f"{cfg.ckpt}: a model of {own}, but task= chose {target}; leave task= out (the model file "
+                         "says its task) or choose the model's")
+
+
+def load(cfg: DictConfig, device: torch.device) -> Model:
+    """The model of cfg.ckpt with `task.<option>`s laid over its task; a task= of another task refused."""
+    target, options = task_options(cfg)
+    try:
+        model = load_model(cfg.ckpt, device, options=options)
+    except CheckpointError:
+        if options is None:
+            raise
+        _check_target(cfg, target, load_model(cfg.ckpt, device))  # options of another task: say that instead
+        raise
+    if options is not None:
+        _check_target(cfg, target, model)
+    return prepare(model, cfg)
+
+
+def is_stream(source: Path, model: Model) -> bool:
+    """A video file, or a folder of images its task treats as one frame sequence."""
+    if source.is_dir():
+        return model.task.sequence(list_images(source))
+    return is_video_file(source)
+
+
+def infer_video(cfg: DictConfig, model: Model, source: Path, run: RunOptions) -> list[Path]:
+    """The film pipeline's video path with one stage, the model's task: sound, timestamps, resume, side outputs."""
+    name = model.task.name
+    stem = source.name if source.is_dir() else source.stem
+    target = named_output(Path(cfg.output), f"{stem}{model.task.output_suffix}", cfg.video.format, source.is_dir())
+    job = plan_job(source, target, cfg.video, [Path(cfg.ckpt)])
+    stage = model.task.stage(name, model, run)
+    written = run_stages(cfg, job, [stage], {name: task_options(cfg)[1] or {}}, {name: Path(cfg.ckpt)}, run)
+    for path in written[1:]:
+        print(f"also wrote {path}")
+    return [job.output]
+
+
+def infer_images(cfg: DictConfig, model: Model, source: Path, run: RunOptions) -> list[Path]:
+    """Each image on its own: `task.apply_batch` on a batch of one, written as it is done (atomically)."""
+    output = Path(cfg.output)
+    inputs = list_images(source) if source.is_dir() else [source]
+    targets = output_paths(inputs, output, model.task.output_suffix, source, cfg.ckpt)
+    output.mkdir(parents=True, exist_ok=True)
+    for src, dst in tqdm(list(zip(inputs, targets)), desc=f"{model.task.name} on {run.device}", unit="img"):
+        with torch.inference_mode():
+            out = model.task.apply_batch(model, to_tensor(read_image(src))[None], run)
+        write_image(dst, to_numpy(out[0].clamp(0, 1).cpu()))
+    return targets
 
 
 def infer(cfg: DictConfig) -> list[Path]:
@@ -60,41 +122,22 @@ def infer(cfg: DictConfig) -> list[Path]:
     check_tiling(cfg.tile, cfg.tile_overlap)
     cli.check_ranges(cfg, OPTIONS)
     if cfg.pipeline is not None:  # pipeline=film: stages with their own checkpoints (restoregan.pipeline)
-        from restoregan.pipeline.run import run_pipeline
-
+        if cfg.get("task") is not None:
+            raise ValueError("task=...: options of one model; with pipeline=film set each stage's own "
+                             "(stages.<stage>.<option>=...)")
         return run_pipeline(cfg)
     for key in ("ckpt", "input", "output"):
         if cfg[key] is None:
             raise ValueError(f"{key}=... is required (python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR)")
-    source, output = Path(cfg.input), Path(cfg.output)
+    source = Path(cfg.input)
     if not source.exists():
         raise ValueError(f"{source}: input not found")
     device = resolve_device(cfg.device)
-    half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
-    model = next(iter(load_models([Path(cfg.ckpt)], device).values()))
-    prepare_for_inference(model.net, bool(cfg.channels_last), bool(cfg.compile), bool(cfg.bf16))
-    if model.task == "colorize":
-        from restoregan.inference.colorize import infer_colorize
-
-        return infer_colorize(cfg, model, device)
-    if model.task == "interp":
-        from restoregan.inference.interp import infer_interp
-
-        return infer_interp(cfg, model, device)
-    if model.task == "restore":
-        from restoregan.inference.restore import infer_restore
-
-        return infer_restore(cfg, model, device)
-    if model.task != "sr":
-        raise ValueError(f"{cfg.ckpt}: a {model.task!r} model, which infer.py does not know")
-    inputs = list_images(source) if source.is_dir() else [source]
-    targets = output_paths(inputs, output, model.scale, source, cfg.ckpt)
-    output.mkdir(parents=True, exist_ok=True)
-    for src, dst in tqdm(list(zip(inputs, targets)), desc=f"x{model.scale} on {device}", unit="img"):
-        lr = to_tensor(read_image(src))
-        sr = upscale(model.net, lr, model.scale, cfg.tile, cfg.tile_overlap, device, half)
-        write_image(dst, to_numpy(sr.clamp(0, 1).cpu()))
-    return targets
+    run = run_options(cfg, device)
+    model = load(cfg, device)
+    if is_stream(source, model):
+        return infer_video(cfg, model, source, run)
+    return infer_images(cfg, model, source, run)
 
 
 @hydra.main(config_path="conf", config_name="infer", version_base="1.3")

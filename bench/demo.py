@@ -35,7 +35,7 @@ TRAININGS = {
                      "val_every=270"],
     "demo_colorize": ["experiment=colorize_quickstart", "pretrain_iters=400", "d_pretrain_iters=20", "gan_iters=40",
                       "val_every=230"],
-    "demo_sr": ["experiment=sr_quickstart", "scale=2", "data.crop_size=64", "pretrain_iters=700", "gan_iters=60",
+    "demo_sr": ["experiment=sr_quickstart", "task.scale=2", "data.crop_size=64", "pretrain_iters=700", "gan_iters=60",
                 "val_every=380"],
     "demo_interp": ["experiment=interp_quickstart", "pretrain_iters=900", "gan_iters=60", "val_every=480"],
 }
@@ -106,9 +106,9 @@ def main() -> None:
     hr = set5 / "x2" / "HR" if set5.exists() else "skimage:val"
     sh("evaluate.py", f"ckpt={model['demo_restore']}", f"hr_dir={hr}", f"out_dir={OUT / 'eval_restore'}", "lpips=false")
     sh("evaluate.py", f"ckpt={model['demo_colorize']}", f"hr_dir={hr}", f"out_dir={OUT / 'eval_colorize'}",
-       "lpips=false", "colorize.fid=false")
+       "lpips=false", "task=colorize", "task.fid=false")
     if set5.exists():
-        sh("evaluate.py", f"ckpt={model['demo_sr']}", f"hr_dir={hr}", f"lr_dir={set5 / 'x2' / 'LR'}", "scale=2",
+        sh("evaluate.py", f"ckpt={model['demo_sr']}", f"hr_dir={hr}", f"lr_dir={set5 / 'x2' / 'LR'}",
            f"out_dir={OUT / 'eval_sr'}", "lpips=false")
     else:
         print("\n(../shared/data absent: the x2 model is scored on the held-out scikit-image photos)")
@@ -118,7 +118,7 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for p in skimage_photos("val"):
             (folder / Path(p).name).write_bytes(Path(p).read_bytes())
-        sh("evaluate.py", f"ckpt={model['demo_sr']}", f"hr_dir={folder}", "scale=2", f"out_dir={OUT / 'eval_sr'}",
+        sh("evaluate.py", f"ckpt={model['demo_sr']}", f"hr_dir={folder}", f"out_dir={OUT / 'eval_sr'}",
            "lpips=false")
     frames = SHARED / "footage" / "old_film_frames_001"
     clip = CLIP if CLIP.exists() else sample_clip()
@@ -127,11 +127,11 @@ def main() -> None:
 
     print("\n3. The film pipeline over the first frames of a real newsreel", flush=True)
     film = OUT / f"{clip.stem}_restored.mp4"
-    sh("infer.py", "pipeline=film", f"input={clip}", f"output={film}", f"pipeline.max_frames={CLIP_FRAMES}",
-       "pipeline.side_by_side=true", "pipeline.resume=false",
+    sh("infer.py", "pipeline=film", f"input={clip}", f"output={film}", f"video.max_frames={CLIP_FRAMES}",
+       "video.side_by_side=true", "video.resume=false",
        *[f"stages.{stage}.ckpt={model[name]}" for stage, name in
          (("restore", "demo_restore"), ("colorize", "demo_colorize"), ("upscale", "demo_sr"), ("interpolate", "demo_interp"))])
-    sh("evaluate.py", "task=temporal", f"input={clip}", f"result={film}", f"temporal.max_frames={CLIP_FRAMES}",
+    sh("evaluate.py", f"input={clip}", f"result={film}", f"temporal.max_frames={CLIP_FRAMES}",
        f"out_dir={OUT / 'eval_temporal'}")
 
     print(

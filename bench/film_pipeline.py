@@ -5,7 +5,7 @@ python bench/film_pipeline.py [stages.X.ckpt=PATH ...] [extra infer.py overrides
 Issue 5's bar: on ../shared/data/footage/a_bomb_blast_effects_part.mp4 the pipeline (restore, colorize,
 upscale, interpolate) writes an mp4 that PyAV reads back at 2x the frame rate, 2x or 4x the size and the same
 duration within one frame. Checkpoints: each stage's newest export under runs/ unless given. Also measures the
-result's flicker relative to the input (evaluate.py task=temporal).
+result's flicker relative to the input (evaluate.py input=CLIP result=OUTPUT, the temporal report).
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ def main() -> None:
         sys.exit(f"{CLIP} not found: this bench needs ../shared/data/footage")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     output = OUT / "a_bomb_blast_effects_part_restored.mp4"
-    args = ["infer.py", "pipeline=film", f"input={CLIP}", f"output={output}", "pipeline.side_by_side=true", *sys.argv[1:]]
+    args = ["infer.py", "pipeline=film", f"input={CLIP}", f"output={output}", "video.side_by_side=true", *sys.argv[1:]]
     print("$ python " + " ".join(args), flush=True)
     start = time.time()
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True, env=env)
     seconds = time.time() - start
     temporal = OUT / "temporal"
-    subprocess.run([sys.executable, "evaluate.py", "task=temporal", f"input={CLIP}", f"result={output}",
+    subprocess.run([sys.executable, "evaluate.py", f"input={CLIP}", f"result={output}",
                     f"out_dir={temporal}"], cwd=ROOT, check=True, env=env)
     source, result = read_back(CLIP), read_back(output)
     report = {

@@ -44,6 +44,7 @@ from perf_common import ROOT, PeakMemory, bench_device, quick, sync, time_call, 
 
 from restoregan.gans.checkpoint import save_export  # noqa: E402
 from restoregan.inference.tiled import prepare_for_inference, upscale  # noqa: E402
+from restoregan.tasks.sr import SuperResolutionTask  # noqa: E402
 
 FRAME = (480, 854)  # 480p input, landscape 16:9
 FRAME_PIXELS = FRAME[0] * FRAME[1]
@@ -63,7 +64,7 @@ COMPILE_TIMEOUT_S = 90
 # --- models and inputs ---------------------------------------------------------------------------
 def build(name: str, device: torch.device) -> nn.Module:
     """conf/generator/<name>.yaml at x4, random seeded weights, no ImageNet download, in eval mode."""
-    cfg = OmegaConf.create({"scale": 4, "pretrained_backbones": False,
+    cfg = OmegaConf.create({"task": {"scale": 4}, "pretrained_backbones": False,
                             "generator": OmegaConf.load(ROOT / "conf" / "generator" / f"{name}.yaml")})
     torch.manual_seed(0)
     net = instantiate(cfg.generator)
@@ -211,7 +212,7 @@ def bench_spandrel(device: torch.device) -> dict:
     net = build("rrdbnet", device)  # default ESRGAN sizes: 23 RRDB, 64 features, growth 32
     with tempfile.TemporaryDirectory() as tmp:
         path = save_export(Path(tmp) / "rrdbnet", net, {"_target_": "restoregan.gans.rrdbnet.RRDBNet"},
-                           {"task": "sr", "scale": 4})
+                           {"task": SuperResolutionTask(4).config(), "scale": 4})
         descriptor = spandrel.ModelLoader(device).load_from_file(path)
     theirs = descriptor.model.eval()
     side = 16 if quick() else 64
@@ -309,7 +310,8 @@ def bench_autocast(device: torch.device, peaks: dict) -> dict:
 
 
 def bench_batching(device: torch.device) -> dict:
-    """Frames per forward in video inference (restore and interp run frame by frame today)."""
+    """Frames per forward in video inference (`video.batch` of frame-by-frame stages; interp runs one pair at a
+    time)."""
     shape, n = (CROPS[0], 4) if quick() else (CROPS[2], 8)
     out: dict = {"shape": list(shape), "frames": n}
     for name in ("restore_unet_small", "interp_small"):

@@ -35,9 +35,9 @@ from omegaconf import OmegaConf  # noqa: E402
 from restoregan.atomic import atomic_write_bytes  # noqa: E402
 from restoregan.data.video import probe  # noqa: E402
 from restoregan.gans.checkpoint import save_export  # noqa: E402
-from restoregan.pipeline.checkpoints import STAGE_TASKS, newest_export  # noqa: E402
-from restoregan.pipeline.run import build_stages, run_pipeline, timed_frames  # noqa: E402
-from restoregan.pipeline.stages import Item  # noqa: E402
+from restoregan.pipeline.checkpoints import newest_export  # noqa: E402
+from restoregan.pipeline.run import build_stages, run_options, run_pipeline, timed_frames  # noqa: E402
+from restoregan.tasks.base import Item  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "footage" / "a_bomb_blast_effects_part.mp4"
@@ -57,18 +57,19 @@ def untrained_export(stage: str) -> Path:
     cfg = _compose("train", [f"experiment={QUICKSTART[stage]}", "pretrained_backbones=false"])
     torch.manual_seed(0)
     net = instantiate(cfg.generator)
-    task = instantiate(cfg.task)
-    meta = {"task": task.name, "scale": task.scale, **(task.export_meta() if hasattr(task, "export_meta") else {})}
+    task = instantiate(cfg.task, _convert_="all")
+    meta = {"task": task.config(), "scale": task.scale}
     arch = OmegaConf.to_container(cfg.generator, resolve=True)
     base = SCRATCH / f"untrained_{stage}" / "export" / "generator"
     save_export(base, net, arch, meta)
     return base.with_suffix(".yaml")
 
 
-def checkpoints() -> dict[str, dict]:
+def checkpoints(cfg) -> dict[str, dict]:
+    """Each film stage's newest export under runs/ (by the stage's task), else an untrained stand-in."""
     found = {}
-    for stage, task in STAGE_TASKS.items():
-        path = newest_export(ROOT / "runs", task)
+    for stage in cfg.pipeline.order:
+        path = newest_export(ROOT / "runs", cfg.stages[stage].task)
         found[stage] = {"ckpt": str((path or untrained_export(stage)).relative_to(ROOT)), "trained": path is not None,
                         "quickstart_architecture": path is None}
     return found
@@ -80,7 +81,7 @@ def stage_speeds(cfg, ckpts: dict[str, Path], device: torch.device, frames: int)
     items = [Item(it.index, it.pts, it.tb, it.image.astype(np.float32) / 255) for _, it in
              zip(range(frames), timed_frames(CLIP, info, Fraction(24), frames))]
     speeds = {}
-    for stage in build_stages(cfg, list(STAGE_TASKS), ckpts, device, False):
+    for stage in build_stages(cfg, list(ckpts), ckpts, run_options(cfg, device)):
         with torch.inference_mode():
             list(stage(iter(items[:2])))  # warm-up: allocator, oneDNN kernel choice
             start = time.perf_counter()
@@ -98,7 +99,7 @@ def stage_speeds(cfg, ckpts: dict[str, Path], device: torch.device, frames: int)
 def whole_pipeline(order: list[str], ckpts: dict[str, Path], device: str, frames: int) -> dict:
     output = SCRATCH / f"newsreel_{'_'.join(order)}.mp4"
     overrides = ["pipeline=film", f"device={device}", f"input={CLIP}", f"output={output}",
-                 f"pipeline.order=[{','.join(order)}]", f"pipeline.max_frames={frames}", "pipeline.resume=false",
+                 f"pipeline.order=[{','.join(order)}]", f"video.max_frames={frames}", "video.resume=false",
                  *(f"stages.{name}.ckpt={path}" for name, path in ckpts.items())]
     start = time.perf_counter()
     run_pipeline(_compose("infer", overrides))
@@ -128,9 +129,9 @@ def main() -> None:
     args = parser.parse_args()
     if not CLIP.is_file():
         sys.exit(f"skipped: needs {CLIP} (the shared footage beside the repo); not present here")
-    found = checkpoints()
+    cfg = _compose("infer", ["pipeline=film", f"device={args.device}", "half=false"])
+    found = checkpoints(cfg)
     ckpts = {stage: ROOT / c["ckpt"] for stage, c in found.items()}
-    cfg = _compose("infer", ["pipeline=film", f"device={args.device}"])
     device = torch.device(args.device)
     speeds = stage_speeds(cfg, ckpts, device, args.frames)
     slowest = min(speeds, key=lambda s: speeds[s]["input_frames_per_s"])

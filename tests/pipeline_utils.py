@@ -1,4 +1,4 @@
-"""Tiny exports of the four stage tasks and tiny clips (with or without sound) for the pipeline tests."""
+"""Tiny exports of the four built-in tasks and tiny clips (with or without sound) for the pipeline tests."""
 
 from __future__ import annotations
 
@@ -17,18 +17,34 @@ from conftest import ROOT
 from interp_utils import scene
 from restoregan.gans.checkpoint import save_export
 
-# untrained but small: the pipeline's plumbing is under test, not the models
+# untrained but small: the pipeline's plumbing is under test, not the models. (generator, task kwargs)
 ARCHS = {
     "restore": ({"_target_": "restoregan.gans.rrdbnet.RRDBNet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
-                 "scale": 1}, {"task": "restore", "scale": 1}),
+                 "scale": 1}, {}),
     "colorize": ({"_target_": "restoregan.gans.colorize_unet.ColorizeUNet", "encoder": "resnet18", "pretrained": False,
                   "decoder_channels": [16, 16, 16, 8, 8], "attention": True},
-                 {"task": "colorize", "scale": 1, "color_space": "yuv", "render_size": 32}),
+                 {"color_space": "yuv", "render_size": 32}),
     "sr": ({"_target_": "restoregan.gans.srresnet.SRResNet", "num_feat": 8, "num_block": 1, "scale": 2},
-           {"task": "sr", "scale": 2}),
+           {"scale": 2}),
     "interp": ({"_target_": "restoregan.gans.interp_net.InterpolationNet", "num_feat": [8, 8, 8],
-                "num_conv": [1, 1, 1], "scales": [4, 2, 1], "refine_feat": 4}, {"task": "interp", "scale": 1}),
+                "num_conv": [1, 1, 1], "scales": [4, 2, 1], "refine_feat": 4}, {}),
 }
+
+
+def task_named(name: str, **kwargs):
+    """The built-in task whose `name` is `name`, built with `kwargs` (tests may look tasks up by name)."""
+    from restoregan.tasks import builtin_task_classes
+
+    cls = next((c for c in builtin_task_classes() if c.name == name), None)
+    if cls is None:
+        raise LookupError(f"no built-in task named {name!r}")
+    return cls(**kwargs)
+
+
+def export_meta(task: str) -> dict:
+    """save_export's meta for a tiny export of `task`: the task's config and scale."""
+    built = task_named(task, **ARCHS[task][1])
+    return {"task": built.config(), "scale": built.scale}
 
 
 def make_export(runs: Path, run: str, task: str, seed: int = 0) -> Path:
@@ -36,11 +52,11 @@ def make_export(runs: Path, run: str, task: str, seed: int = 0) -> Path:
     from hydra.utils import instantiate
 
     torch.manual_seed(seed)
-    arch, meta = ARCHS[task]
+    arch = ARCHS[task][0]
     net = instantiate(arch)
     if task == "colorize":  # a zero head outputs grey; random chroma makes colour visible
         torch.nn.init.normal_(net.head.weight, std=0.3)
-    save_export(runs / run / "export" / "generator", net, arch, meta)
+    save_export(runs / run / "export" / "generator", net, arch, export_meta(task))
     return runs / run / "export" / "generator.yaml"
 
 

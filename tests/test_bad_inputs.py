@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from cli_utils import ROOT, infer_in_process
-from pipeline_utils import moving_clip, write_clip
+from pipeline_utils import moving_clip, streams, write_clip
 from restoregan import cli
 from restoregan.data.io import ImageReadError, read_image
 from restoregan.gans.checkpoint import MAX_DESCRIPTION_BYTES, load_generator
@@ -84,6 +84,10 @@ def _weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[dict], dic
     return lambda state: {k: fn(v) if v.is_floating_point() else v for k, v in state.items()}
 
 
+def _task(target: str, **kwargs: Any) -> dict:
+    return {"_target_": f"restoregan.tasks.{target}", **kwargs}
+
+
 # (task of the tiny export, its change, words the refusal must hold)
 LIES = {
     "nan-weights": ("sr", None, _weights(lambda v: torch.full_like(v, float("nan"))), ["NaN"]),
@@ -91,14 +95,21 @@ LIES = {
     "int8-weights": ("sr", None, _weights(lambda v: v.to(torch.int8)), ["torch.int8"]),
     "bool-weights": ("sr", None, _weights(lambda v: v > 0), ["torch.bool"]),
     "scale-4-on-x2-net": ("sr", _set(scale=4), None, ["scale: 4", "x2"]),
-    "scale-1-on-x2-net": ("sr", _set(scale=1, task="restore"), None, ["scale: 1", "x2"]),
-    "sr-net-as-colorize": ("sr", _set(task="colorize"), None, ["task: colorize"]),
-    "sr-net-as-interp": ("sr", _set(task="interp"), None, ["task: interp"]),
-    "interp-net-as-sr": ("interp", _set(task="sr", scale=1), None, ["task: sr"]),
-    "colour-space": ("colorize", _set(color_space="banana"), None, ["color_space"]),
-    "render-size-text": ("colorize", _set(render_size="abc"), None, ["render_size"]),
-    "render-size-0": ("colorize", _set(render_size=0), None, ["render_size"]),
-    "grey-text": ("restore", _set(grey="yes"), None, ["grey"]),
+    "scale-1-on-x2-net": ("sr", _set(scale=1, task=_task("restore.RestorationTask")), None, ["scale: 1", "x2"]),
+    "sr-net-as-colorize": ("sr", _set(task=_task("colorize.ColorizationTask")), None, ["task is x1", "scales x2"]),
+    "restore-net-as-colorize": ("restore", _set(task=_task("colorize.ColorizationTask")), None,
+                                ["RRDBNet", "colorize"]),
+    "restore-net-as-colorize-format-1": ("restore", _set(task="colorize", format_version=1), None,
+                                         ["RRDBNet", "colorize"]),
+    "restore-net-as-interp": ("restore", _set(task=_task("interp.InterpolationTask")), None, ["RRDBNet", "interp"]),
+    "interp-net-as-sr": ("interp", _set(task=_task("sr.SuperResolutionTask", scale=1), scale=1), None,
+                         ["InterpolationNet", "(frame0, frame1, t)"]),
+    "colorize-net-as-restore": ("colorize", _set(task=_task("restore.RestorationTask")), None,
+                                ["num_out_ch: 2", "restore"]),
+    "colour-space": ("colorize", _set(**{"task.color_space": "banana"}), None, ["colour space", "banana"]),
+    "render-size-text": ("colorize", _set(**{"task.render_size": "abc"}), None, ["render_size"]),
+    "render-size-0": ("colorize", _set(**{"task.render_size": 0}), None, ["render_size"]),
+    "grey-text": ("restore", _set(**{"task.grey": "yes"}), None, ["grey"]),
 }
 
 
@@ -107,12 +118,15 @@ def test_export_that_lies_about_itself_is_refused_naming_it(case: str, runs: Pat
                                                             tmp_path: Path) -> None:
     task, description, state, words = LIES[case]
     model = crafted_export(runs, task, tmp_path / "model", description, state)
-    if task == "interp" or case == "sr-net-as-interp":
+    if task == "interp" or case.endswith("-as-interp"):
         clip = write_clip(tmp_path / "clip.mp4", moving_clip(3))
         source = clip
     else:
         source = image_dir
-    refused([f"ckpt={model}", f"input={source}", f"output={tmp_path / 'out'}"], model,
+    # a description that contradicts its network is refused naming the yaml, the half of the model that says it;
+    # weights that are no weights name the weights file
+    named = model.with_suffix(".yaml") if description is not None else model
+    refused([f"ckpt={model}", f"input={source}", f"output={tmp_path / 'out'}"], named,
             [image_dir, tmp_path], *words)
     assert not (tmp_path / "out").exists()
 
@@ -165,13 +179,14 @@ def test_float_image_with_nan_pixels_is_refused(tmp_path: Path) -> None:
 
 
 def test_one_frame_video_colorizes(runs: Path, tmp_path: Path) -> None:
-    """One frame has no pair to measure flicker on: the report says so instead of crashing."""
+    """One frame has no previous one for the stabiliser to follow: coloured all the same, not a crash."""
     clip = write_clip(tmp_path / "one.mp4", moving_clip(1))
     model = runs / "tiny_colorize" / "export" / "generator.safetensors"
-    infer_in_process([f"ckpt={model}", f"input={clip}", f"output={tmp_path / 'out'}"])
-    report = json.loads((tmp_path / "out" / "one_stability.json").read_text())
-    assert report["frames"] == 1 and report["flicker_before"]["raw"] is None
-    assert (tmp_path / "out" / "one_color.mp4").stat().st_size > 0
+    assert infer_in_process([f"ckpt={model}", f"input={clip}", f"output={tmp_path / 'out'}"]) == [
+        tmp_path / "out" / "one_color.mp4"]
+    got = streams(tmp_path / "out" / "one_color.mp4")
+    assert got["frames"] == 1 and got["size"] == (48, 64)
+    assert (tmp_path / "out" / "one_color_contact.png").stat().st_size > 0
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that takes any bytes as a name")
@@ -190,9 +205,9 @@ def test_file_name_that_is_not_utf8_is_written_and_reported(runs: Path, tmp_path
 
 
 @pytest.mark.parametrize("option", ["tile=0", "tile=-1", "tile_overlap=-1", "half=maybe",
-                                    "restore.max_frames=-1", "colorize.contact_frames=0", "colorize.render_size=0",
-                                    "colorize.sequence=maybe", "pipeline=film pipeline.max_frames=0",
-                                    "pipeline=film pipeline.crf=-3"])
+                                    "video.max_frames=-1", "video.contact_frames=-1", "video.contact_side=0",
+                                    "video.batch=0", "video.input_fps=0", "pipeline=film video.max_frames=0",
+                                    "pipeline=film video.crf=-3"])
 def test_settings_are_refused_up_front_naming_the_key(option: str, runs: Path, image_dir: Path,
                                                        tmp_path: Path) -> None:
     """Values outside what a key takes, which used to pass silently (half=maybe read as true, max_frames=0 an
@@ -203,6 +218,29 @@ def test_settings_are_refused_up_front_naming_the_key(option: str, runs: Path, i
         infer_in_process([f"ckpt={model}", f"input={image_dir}", f"output={tmp_path / 'out'}", *extra, setting])
     assert cli.one_line(info.value).startswith(f"{setting}: "), cli.one_line(info.value)
     assert not (tmp_path / "out").exists()  # refused before the output folder is made
+
+
+@pytest.mark.parametrize(("option", "words"), [
+    ("task.render_size=0", ["render_size=0", "positive whole number"]),
+    ("task.sequence=maybe", ["sequence='maybe'", "auto, true or false"]),
+    ("task.stabilize_strength=2", ["strength"]),
+])
+def test_task_options_are_refused_by_the_task_naming_model_and_key(option: str, words: list[str], runs: Path,
+                                                                   image_dir: Path, tmp_path: Path) -> None:
+    """A task's own options are checked where the task is built from the model file, before any image."""
+    model = runs / "tiny_colorize" / "export" / "generator.safetensors"
+    refused([f"ckpt={model}", f"input={image_dir}", f"output={tmp_path / 'out'}", "task=colorize", option], model,
+            [image_dir], *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_task_of_another_model_is_refused(runs: Path, image_dir: Path, tmp_path: Path) -> None:
+    """task= sets options of the model's own task; another task's (whose options would not fit) is refused."""
+    model = runs / "tiny_sr" / "export" / "generator.safetensors"
+    message = refused([f"ckpt={model}", f"input={image_dir}", f"output={tmp_path / 'out'}", "task=colorize"], model,
+                      [image_dir], "SuperResolutionTask", "ColorizationTask")
+    assert message.startswith(f"{model}: ")
+    assert not (tmp_path / "out").exists()
 
 
 def test_pipeline_refused_before_its_first_segment_leaves_no_work_folder(runs: Path, tmp_path: Path) -> None:
@@ -238,7 +276,7 @@ def test_folder_where_an_output_file_goes_is_refused_before_the_work(task: str, 
     assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
 
 
-@pytest.mark.parametrize("option", ["grid_images=0", "interp.max_triplets=0", "scale=0"])
+@pytest.mark.parametrize("option", ["grid_images=0", "temporal.max_frames=1"])
 def test_evaluate_settings_are_refused_up_front_naming_the_key(option: str, image_dir: Path, tmp_path: Path) -> None:
     from cli_utils import compose_conf
     from restoregan.evaluation.run import evaluate
@@ -246,4 +284,19 @@ def test_evaluate_settings_are_refused_up_front_naming_the_key(option: str, imag
     cfg = compose_conf("evaluate", [f"hr_dir={image_dir}", f"out_dir={tmp_path / 'out'}", "lpips=false", option])
     with pytest.raises(ValueError, match=f"^{option}: expected"):
         evaluate(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("options", "key"), [(["task=interp", "task.max_triplets=0"], "max_triplets=0"),
+                                              (["task=sr", "task.scale=0"], "scale=0")])
+def test_evaluate_task_options_are_refused_up_front_naming_the_key(options: list[str], key: str, image_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    from cli_utils import compose_conf
+    from restoregan.evaluation.run import evaluate
+
+    cfg = compose_conf("evaluate", [f"hr_dir={image_dir}", f"input={image_dir}", f"out_dir={tmp_path / 'out'}",
+                                    "lpips=false", *options])
+    with pytest.raises(ValueError) as info:
+        evaluate(cfg)
+    assert key in cli.one_line(info.value)
     assert not (tmp_path / "out").exists()

@@ -100,25 +100,28 @@ def test_output_naming_and_no_overwrite(tmp_path: Path) -> None:
     infer = _infer_module()
     a, b = tmp_path / "in" / "a.png", tmp_path / "in" / "b.jpg"
     out = tmp_path / "out"
-    assert infer.output_paths([a, b], out, 4) == [out / "a_x4.png", out / "b_x4.png"]
+    assert infer.output_paths([a, b], out, "_x4") == [out / "a_x4.png", out / "b_x4.png"]
     # an input already named like an output, written into its own folder
     clash = tmp_path / "in" / "a_x4.png"
     with pytest.raises(ValueError, match="overwrite an input") as info:
-        infer.output_paths([a, clash], tmp_path / "in", 4)
+        infer.output_paths([a, clash], tmp_path / "in", "_x4")
     assert str(info.value).startswith(str(clash)) and "\n" not in str(info.value)
     with pytest.raises(ValueError, match="same stem"):
-        infer.output_paths([a, tmp_path / "in" / "a.jpg"], tmp_path / "out", 4)
+        infer.output_paths([a, tmp_path / "in" / "a.jpg"], tmp_path / "out", "_x4")
 
 
 def _tiny_export(path: Path) -> Path:
     """A small x4 RRDBNet exported the way train.py does; returns the .safetensors path."""
     from restoregan.gans.checkpoint import save_export
     from restoregan.gans.rrdbnet import RRDBNet
+    from restoregan.tasks.sr import SuperResolutionTask
 
     kwargs = {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
     torch.manual_seed(0)
     net = RRDBNet(**kwargs)
-    return save_export(path, net, {"_target_": "restoregan.gans.rrdbnet.RRDBNet", **kwargs}, {"task": "sr", "scale": 4})
+    task = SuperResolutionTask(scale=4)
+    return save_export(path, net, {"_target_": "restoregan.gans.rrdbnet.RRDBNet", **kwargs},
+                       {"task": task.config(), "scale": 4})
 
 
 def _cfg(**overrides: object):
@@ -162,3 +165,17 @@ def test_cli_upscales_a_folder(tmp_path: Path) -> None:
     assert refused.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'in' / 'a_x4.png'}: output would overwrite an input; choose another output name or folder"
     ]
+
+
+def test_task_options_reach_the_models_task_on_video(runs: Path, tmp_path: Path) -> None:
+    """`task=interp task.factor=4` is laid over the interp model's task: its suffix and 4x the frames."""
+    from cli_utils import infer_in_process
+    from pipeline_utils import moving_clip, streams, write_clip
+
+    clip = write_clip(tmp_path / "reel.mp4", moving_clip(3), fps=12)
+    model = runs / "tiny_interp" / "export" / "generator.safetensors"
+    (out,) = infer_in_process([f"ckpt={model}", f"input={clip}", f"output={tmp_path / 'out'}", "task=interp",
+                               "task.factor=4", "video.contact_frames=0"])
+    assert out == tmp_path / "out" / "reel_x4.mp4"
+    got = streams(out)
+    assert got["frames"] == 12 and np.allclose(np.diff(got["times"]), 1 / 48, atol=1e-6)

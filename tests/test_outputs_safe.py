@@ -22,12 +22,14 @@ import torch
 from PIL import Image
 
 from cli_utils import compose_conf, infer_in_process
-from pipeline_utils import ARCHS, make_export, moving_clip, run_infer, streams, write_clip
+from pipeline_utils import ARCHS, export_meta, make_export, moving_clip, run_infer, streams, write_clip
 from restoregan.atomic import atomic_write
 from restoregan.data.video import VideoWriter
+from restoregan.evaluation.loop import evaluate_models
 from restoregan.evaluation.run import evaluate
-from restoregan.evaluation.sr import Options, evaluate_sr
 from restoregan.gans.checkpoint import save_export
+from restoregan.tasks.base import RunOptions
+from restoregan.tasks.sr import SuperResolutionTask
 
 
 def _images(folder: Path, names: list[str], size: tuple[int, int] = (32, 32)) -> Path:
@@ -87,7 +89,7 @@ def test_evaluate_report_into_the_hr_folder_is_refused(tmp_path: Path, where: st
     before = _tree(hr)
     out = hr if where == "hr_dir" else hr / "eval"
     with pytest.raises(ValueError) as info:
-        evaluate(compose_conf("evaluate", [f"hr_dir={hr}", f"out_dir={out}", "device=cpu", "lpips=false"]))
+        evaluate(compose_conf("evaluate", [f"hr_dir={hr}", f"out_dir={out}", "device=cpu", "lpips=false", "task=sr"]))
     msg = str(info.value)
     assert msg.startswith(f"{out / 'metrics.json'}: output would ") and "\n" not in msg
     assert ("overwrite an input;" if where == "hr_dir" else f"the input folder {hr}") in msg
@@ -95,15 +97,16 @@ def test_evaluate_report_into_the_hr_folder_is_refused(tmp_path: Path, where: st
     # the library function refuses as well, however the folder is spelled
     (hr / "metrics.json").unlink()
     before = _tree(hr)
+    cfg = compose_conf("evaluate", [f"hr_dir={hr}", f"out_dir={tmp_path / 'x' / '..' / 'hr'}", "lpips=false"])
     with pytest.raises(ValueError, match=r"metrics.json: output would be written into the input folder"):
-        evaluate_sr(hr, tmp_path / "x" / ".." / "hr", 4, {}, None, Options(lpips=False))
+        evaluate_models(SuperResolutionTask(4), {}, cfg, RunOptions())
     assert _tree(hr) == before
 
 
 def test_evaluate_disk_full_keeps_the_previous_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hr = _images(tmp_path / "hr", ["a.png", "b.png"])
     out = tmp_path / "eval"
-    args = [f"hr_dir={hr}", f"out_dir={out}", "device=cpu", "lpips=false", "scale=2"]
+    args = [f"hr_dir={hr}", f"out_dir={out}", "device=cpu", "lpips=false", "task=sr", "task.scale=2"]
     evaluate(compose_conf("evaluate", args))
     before = _tree(out)
     assert sorted(before) == ["comparison.png", "metrics.json", "metrics.md"]
@@ -122,7 +125,7 @@ def test_export_disk_full_keeps_the_previous_export(tmp_path: Path, monkeypatch:
     before = _tree(folder)
     from restoregan.gans.rrdbnet import RRDBNet
 
-    arch, meta = ARCHS["restore"]
+    arch, meta = ARCHS["restore"][0], export_meta("restore")
     torch.manual_seed(1)
     net = RRDBNet(**{k: v for k, v in arch.items() if k != "_target_"})
     _full_disk(monkeypatch, ".generator.yaml.")  # the weights are complete (aside) when the yaml fails
@@ -185,20 +188,26 @@ def test_infer_disk_full_leaves_no_partial_image(runs: Path, tmp_path: Path, mon
 
 
 def test_infer_video_disk_full_names_the_output(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final encode fails: the error names the output, no output file appears (nor the contact sheet written
+    beside it), and the computed segments stay for the rerun, which completes."""
     clip = _video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     real = VideoWriter.write
 
     def write(self: VideoWriter, *args, **kwargs) -> None:
-        if self.count == 2:  # as PyAV's mux fails: an OSError naming the file it writes, here the temp
+        if self.name == out / "clip_restored.mp4" and self.count == 2:  # as PyAV's mux fails: naming the temp
             raise av.error.OSError(errno.ENOSPC, "No space left on device", str(self.path))
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(VideoWriter, "write", write)
+    args = [f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={out}"]
     with pytest.raises(OSError) as info:
-        infer_in_process([f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={out}"])
+        infer_in_process(args)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(out / "clip_restored.mp4")
-    assert list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["clip_restored.mp4.work"]  # segments kept for the rerun
+    monkeypatch.undo()
+    assert infer_in_process(args) == [out / "clip_restored.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip_restored.mp4", "clip_restored_contact.png"]
 
 
 def test_frame_folder_output_replaces_the_previous_one_whole(runs: Path, tmp_path: Path) -> None:
@@ -209,8 +218,10 @@ def test_frame_folder_output_replaces_the_previous_one_whole(runs: Path, tmp_pat
     (old / "notes.txt").write_text("from an earlier run")
     model = runs / "tiny_interp" / "export" / "generator.yaml"
     with _umask(0o022):
-        (frames,) = infer_in_process([f"ckpt={model}", f"input={src}", f"output={tmp_path / 'out'}"])
-    assert frames == old and sorted(p.name for p in frames.iterdir()) == [f"{i:06d}.png" for i in range(6)]
+        (frames,) = infer_in_process([f"ckpt={model}", f"input={src}", f"output={tmp_path / 'out'}",
+                                      "video.contact_frames=0"])
+    assert frames == old
+    assert sorted(p.name for p in frames.iterdir()) == [f"{i:06d}.png" for i in range(6)] + ["frames.json"]
     assert _mode(frames) == 0o755 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["reel_x2"]
 
 
@@ -223,9 +234,10 @@ def test_outputs_get_the_users_umask(runs: Path, tmp_path: Path, mask: int) -> N
         (video,) = infer_in_process([f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={tmp_path / 'o'}"])
         (image,) = infer_in_process([f"ckpt={_restore_model(runs)}", f"input={src}", f"output={tmp_path / 'o'}"])
         evaluate(compose_conf("evaluate", [f"hr_dir={src}", f"out_dir={tmp_path / 'e'}", "device=cpu",
-                                           "lpips=false", "scale=2"]))
-    written = [*(tmp_path / "runs" / "r" / "export").iterdir(), video, image, *(tmp_path / "e").iterdir()]
-    assert len(written) == 7
+                                           "lpips=false", "task=sr", "task.scale=2"]))
+    contact = tmp_path / "o" / "clip_restored_contact.png"
+    written = [*(tmp_path / "runs" / "r" / "export").iterdir(), video, contact, image, *(tmp_path / "e").iterdir()]
+    assert len(written) == 8
     assert {p.name: oct(_mode(p)) for p in written} == {p.name: oct(expected) for p in written}
 
 
@@ -233,32 +245,34 @@ def test_outputs_get_the_users_umask(runs: Path, tmp_path: Path, mask: int) -> N
 def test_odd_size_video_is_written_at_its_size(runs: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     clip = _video(tmp_path / "odd.mp4", w=33, h=35)
     out = tmp_path / "out" / "odd_restored.mp4"
-    assert infer_in_process([f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={out.parent}"]) == [out]
+    assert infer_in_process([f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={out.parent}",
+                             "video.pix_fmt=yuv420p"]) == [out]
     got = streams(out)
     assert got["size"] == (35, 33) and got["frames"] == 3
     with av.open(str(out)) as container:
         assert all((f.width, f.height) == (33, 35) for f in container.decode(video=0))
     notice = [line for line in capfd.readouterr().err.splitlines() if "needs even sides" in line]
-    assert len(notice) == 1 and str(out) in notice[0] and "restore.pix_fmt" in notice[0]
+    assert len(notice) == 1 and str(out) in notice[0] and "video.pix_fmt" in notice[0]
 
 
-@pytest.mark.parametrize(("option", "key"), [("restore.pix_fmt=rgb5", "restore.pix_fmt"),  # no such format
-                                             ("restore.pix_fmt=rgb24", "restore.pix_fmt"),  # not for libx264
-                                             ("restore.codec=no_such_codec", "restore.codec")])
-def test_encoder_errors_name_the_output_and_the_key(runs: Path, tmp_path: Path, option: str, key: str) -> None:
+@pytest.mark.parametrize(("options", "name"), [(["video.pix_fmt=rgb5"], "clip_restored.mp4"),  # no such format
+                                              (["video.pix_fmt=rgb24"], "clip_restored.mp4"),  # not for libx264
+                                              (["video.format=ffv1", "video.pix_fmt=nv12"], "clip_restored.mkv")])
+def test_encoder_errors_name_the_output_and_the_key(runs: Path, tmp_path: Path, options: list[str], name: str) -> None:
+    """Refused before any frame is computed (a trial encode of the output's settings), nothing written."""
     clip = _video(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     with pytest.raises(ValueError) as info:
-        infer_in_process([f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={out}", option])
+        infer_in_process([f"ckpt={_restore_model(runs)}", f"input={clip}", f"output={out}", *options])
     msg = str(info.value)
-    assert msg.startswith(f"{out / 'clip_restored.mp4'}: ") and f"{key}=" in msg and ".tmp" not in msg
-    assert list(out.iterdir()) == []
+    assert msg.startswith(f"{out / name}: ") and "video.pix_fmt=" in msg and ".tmp" not in msg
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 # --- pipeline -------------------------------------------------------------------------------------------
 def _pipeline_args(runs: Path, clip: Path, out: Path, *extra: str) -> list[str]:
     return [f"input={clip}", f"output={out}", f"pipeline.runs_dir={runs}", "pipeline.order=[restore]",
-            f"stages.restore.ckpt={_restore_model(runs)}", "pipeline.segment_frames=4", *extra]
+            f"stages.restore.ckpt={_restore_model(runs)}", "video.segment_frames=4", *extra]
 
 
 @pytest.mark.parametrize("case", ["symlink_to_input", "side_by_side_is_input", "model_hardlink", "in_frame_folder"])
@@ -278,7 +292,7 @@ def test_pipeline_output_that_hits_an_input_is_refused(runs: Path, tmp_path: Pat
         out, victim = clip / "out.mp4", clip / "1.png"
     protected = victim.read_bytes()
     with pytest.raises(ValueError) as info:
-        run_infer(_pipeline_args(runs, clip, out, "pipeline.side_by_side=true"))
+        run_infer(_pipeline_args(runs, clip, out, "video.side_by_side=true"))
     msg = str(info.value)
     assert str(clip if case == "in_frame_folder" else victim) in msg and "\n" not in msg
     assert victim.read_bytes() == protected and not out.with_name("out.mp4.work").exists()
@@ -294,7 +308,7 @@ def test_pipeline_disk_full_then_resume_removes_temps(runs: Path, tmp_path: Path
     others = [tmp_path / ".reel.mp4.abcdefgh.tmp", tmp_path / ".out.mp4.notes"]  # not temps of our outputs
     for path in stale + others:
         path.write_bytes(b"x")
-    args = _pipeline_args(runs, clip, out, "pipeline.side_by_side=true", "pipeline.contact_frames=2")
+    args = _pipeline_args(runs, clip, out, "video.side_by_side=true", "video.contact_frames=2")
     real_save = Image.Image.save
 
     def save(self: Image.Image, fp, *a, **k) -> None:
@@ -322,7 +336,7 @@ def test_pipeline_disk_full_then_resume_removes_temps(runs: Path, tmp_path: Path
 def test_pipeline_odd_size_output_plays_at_its_size(runs: Path, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "reel.mp4", [f[:35, :33] for f in moving_clip(3)], fps=12)
     out = tmp_path / "out.mp4"
-    run_infer(_pipeline_args(runs, clip, out, "pipeline.pix_fmt=yuv420p", "pipeline.side_by_side=true",
-                             "pipeline.contact_frames=0"))
+    run_infer(_pipeline_args(runs, clip, out, "video.pix_fmt=yuv420p", "video.side_by_side=true",
+                             "video.contact_frames=0"))
     assert streams(out)["size"] == (35, 33) and streams(out)["frames"] == 3
     assert streams(tmp_path / "out_side_by_side.mp4")["size"] == (35, 66)

@@ -17,8 +17,9 @@ from conftest import ROOT
 from restoregan.gans.checkpoint import save_export
 from restoregan.gans.rrdbnet import RRDBNet
 from restoregan.gans.srresnet import SRResNet
-from restoregan.inference import tiled
 from restoregan.inference.tiled import prepare_for_inference, upscale
+from restoregan.pipeline import run as pipeline_run
+from restoregan.tasks.sr import SuperResolutionTask
 
 TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 4}
 
@@ -81,9 +82,9 @@ def test_infer_channels_last_option_keeps_the_images(tmp_path, monkeypatch) -> N
         seen.append(net.conv_first.weight.is_contiguous(memory_format=torch.channels_last))
         return out
 
-    monkeypatch.setattr(tiled, "prepare_for_inference", spy)  # infer.py imports it afresh below
+    monkeypatch.setattr(pipeline_run, "prepare_for_inference", spy)  # what infer.py's models go through
     save_export(tmp_path / "g", _tiny_rrdbnet(), {"_target_": "restoregan.gans.rrdbnet.RRDBNet", **TINY},
-                {"task": "sr", "scale": 4})
+                {"task": SuperResolutionTask(4).config(), "scale": 4})
     photo = (_image(17, 23, 3).numpy() * 255).astype(np.uint8)
     Image.fromarray(photo).save(tmp_path / "in.png")
     outs = {}

@@ -36,7 +36,7 @@ def _sha(path: Path) -> str:
 
 
 def _args(runs: Path, clip: Path, out: Path, *extra: str) -> list[str]:
-    return [f"input={clip}", f"output={out}", f"pipeline.runs_dir={runs}", "pipeline.segment_frames=3", *extra]
+    return [f"input={clip}", f"output={out}", f"pipeline.runs_dir={runs}", "video.segment_frames=3", *extra]
 
 
 _WRITE = WorkDir.write
@@ -89,11 +89,11 @@ def test_segments_of_another_config_are_not_reused(runs: Path, clip: Path, tmp_p
         run_infer(_args(runs, clip, out, "pipeline.order=[upscale]"))
     monkeypatch.setattr(WorkDir, "write", _killer(None))
     with pytest.raises(ValueError, match=r"o\.mp4\.work: holds segments of a run with another configuration .*"
-                                         r"pipeline\.resume=false"):
+                                         r"video\.resume=false"):
         run_infer(_args(runs, clip, out, "pipeline.order=[upscale]", "tile=16"))
     killer = _killer(None)
     monkeypatch.setattr(WorkDir, "write", killer)
-    run_infer(_args(runs, clip, out, "pipeline.order=[upscale]", "tile=16", "pipeline.resume=false"))
+    run_infer(_args(runs, clip, out, "pipeline.order=[upscale]", "tile=16", "video.resume=false"))
     assert killer.written == [0, 1, 2, 3] and out.exists()
 
 
@@ -107,7 +107,7 @@ def test_two_runs_on_one_output_are_refused(tmp_path: Path) -> None:
 
 def _pipeline_cmd(runs: Path, clip: Path, out: Path) -> list[str]:
     return [sys.executable, str(ROOT / "infer.py"), "pipeline=film", "device=cpu", f"input={clip}", f"output={out}",
-            f"pipeline.runs_dir={runs}", "pipeline.segment_frames=1"]
+            f"pipeline.runs_dir={runs}", "video.segment_frames=1"]
 
 
 @pytest.mark.slow

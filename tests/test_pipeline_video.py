@@ -18,11 +18,11 @@ from interp_utils import read_back
 from pipeline_utils import moving_clip, run_infer, streams, write_clip
 from restoregan.data.io import read_image
 from restoregan.data.video import VideoWriter, container_for
-from restoregan.evaluation.run import load_models
+from restoregan.models import load_model
 
 
 def _args(runs: Path, clip: Path, out: Path, *extra: str) -> list[str]:
-    return [f"input={clip}", f"output={out}", f"pipeline.runs_dir={runs}", "pipeline.segment_frames=4", *extra]
+    return [f"input={clip}", f"output={out}", f"pipeline.runs_dir={runs}", "video.segment_frames=4", *extra]
 
 
 def test_four_stages_2x_rate_2x_size_same_duration_audio_kept(runs: Path, tmp_path: Path) -> None:
@@ -57,14 +57,14 @@ def test_ffv1_output_is_lossless_and_equals_the_model(runs: Path, tmp_path: Path
     frames = moving_clip(5)
     clip = write_clip(tmp_path / "reel.mp4", frames)
     sr = runs / "tiny_sr" / "export" / "generator.yaml"
-    (out,) = run_infer(_args(runs, clip, tmp_path / "out.mkv", "pipeline.order=[upscale]", "pipeline.audio=false",
-                             "pipeline.contact_frames=0"))
+    (out,) = run_infer(_args(runs, clip, tmp_path / "out.mkv", "pipeline.order=[upscale]", "video.audio=false",
+                             "video.contact_frames=0"))
     assert not (tmp_path / "out_contact.png").exists()
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "ffv1"
     got, times, _ = read_back(out)
     decoded, _, _ = read_back(clip)  # the model sees the decoded input
-    net = next(iter(load_models([sr], "cpu").values())).net
+    net = load_model(sr).net
     with torch.no_grad():
         ref = net(torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     ref8 = np.round(ref * 255)
@@ -78,7 +78,7 @@ def test_png_frames_with_times_and_audio_and_side_by_side(runs: Path, tmp_path: 
     frames = moving_clip(n)
     clip = write_clip(tmp_path / "reel.mp4", frames, fps=fps, audio="aac")
     out = tmp_path / "frames_out"
-    (folder,) = run_infer(_args(runs, clip, out, "pipeline.order=[upscale,interpolate]", "pipeline.side_by_side=true"))
+    (folder,) = run_infer(_args(runs, clip, out, "pipeline.order=[upscale,interpolate]", "video.side_by_side=true"))
     pngs = sorted(folder.glob("*.png"))
     assert len(pngs) == 2 * n and read_image(pngs[0]).shape == (96, 128, 3)
     info = json.loads((folder / "frames.json").read_text())
@@ -114,7 +114,7 @@ def test_video_writer_numbers_frames_without_pts(tmp_path: Path) -> None:
 def test_output_format_errors(runs: Path, tmp_path: Path, output: str, fmt: str, message: str) -> None:
     clip = write_clip(tmp_path / "reel.mp4", moving_clip(3))
     with pytest.raises(ValueError, match=message):
-        run_infer(_args(runs, clip, tmp_path / output, f"pipeline.format={fmt}", "pipeline.order=[upscale]"))
+        run_infer(_args(runs, clip, tmp_path / output, f"video.format={fmt}", "pipeline.order=[upscale]"))
 
 
 @pytest.mark.data
@@ -122,8 +122,8 @@ def test_real_newsreel_first_frames_2x_rate_same_duration(runs: Path, tmp_path: 
     clip = shared_path("footage", "a_bomb_blast_effects_part.mp4")
     n = 6
     (out,) = run_infer([f"input={clip}", f"output={tmp_path / 'news.mp4'}", f"pipeline.runs_dir={runs}",
-                        "pipeline.order=[colorize,interpolate]", f"pipeline.max_frames={n}",
-                        "pipeline.segment_frames=4"])
+                        "pipeline.order=[colorize,interpolate]", f"video.max_frames={n}",
+                        "video.segment_frames=4"])
     before, got = streams(clip), streams(out)
     assert got["frames"] == 2 * n and got["fps"] == 2 * before["fps"] and got["size"] == (320, 432)
     assert np.allclose(got["times"][::2], before["times"][:n], atol=1e-6)

@@ -5,6 +5,7 @@ video, and a contact sheet of a few frames (input | output)."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,21 +20,35 @@ from restoregan.atomic import Staged
 from restoregan.data.io import write_image
 from restoregan.data.video import VideoWriter, container_for, copy_audio, has_audio, iter_frames
 from restoregan.pipeline.segments import Segment, WorkDir
-from restoregan.training.grid import grid_image
+from restoregan.grids import grid_image
 
 FORMATS = ("h264", "ffv1", "png")
+SUFFIXES = {"h264": ".mp4", "ffv1": ".mkv", "png": ""}  # what infer.py names a single model's video output
 OutFrame = tuple[int, int, Fraction, np.ndarray]  # (input index, pts, time base, (H, W, 3) uint8)
 
 
+def _check_format(fmt: str) -> None:
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ValueError(f"video.format={fmt}: must be auto, {', '.join(FORMATS)}")
+
+
+def named_output(folder: Path, stem: str, fmt: str, frames_in: bool) -> Path:
+    """`folder/<stem>.mp4` (h264), `.mkv` (ffv1) or `folder/<stem>/` (png) for `video.format`; auto: PNG frames for
+    a frame-folder input (`frames_in`), H.264 for a video."""
+    _check_format(fmt)
+    if fmt == "auto":
+        fmt = "png" if frames_in else "h264"
+    return folder / f"{stem}{SUFFIXES[fmt]}"
+
+
 def output_format(output: Path, fmt: str) -> str:
-    """h264 | ffv1 | png for `pipeline.format` (auto: .mp4/.mov/.m4v -> h264, .mkv -> ffv1, no suffix -> png)."""
+    """h264 | ffv1 | png for `video.format` (auto: .mp4/.mov/.m4v -> h264, .mkv -> ffv1, no suffix -> png)."""
+    _check_format(fmt)
     suffix = output.suffix.lower()
     if fmt == "auto":
         if not suffix:
             return "png"
         fmt = "ffv1" if suffix == ".mkv" else "h264"
-    if fmt not in FORMATS:
-        raise ValueError(f"pipeline.format={fmt}: must be auto, {', '.join(FORMATS)}")
     if fmt == "png":
         if suffix:
             raise ValueError(f"{output}: PNG frames go to a folder; give an output without a suffix")
@@ -62,6 +77,25 @@ def sink_paths(output: Path, fmt: str, side_by_side: bool, contact_frames: int) 
         output.with_name(f"{stem}_side_by_side.mp4") if side_by_side else None,
         output.with_name(f"{stem}_contact.png") if contact_frames > 0 else None,
     )
+
+
+def _codec(fmt: str) -> str:
+    return "ffv1" if fmt == "ffv1" else "libx264"
+
+
+def check_encoder(sinks: Sinks, crf: int | None, pix_fmt: str) -> None:
+    """Open the output's encoder on one small frame now, in a scratch folder, so settings it refuses
+    (`video.pix_fmt=rgb24` for H.264) end the run in one line before any frame is computed, not after."""
+    if sinks.fmt == "png":
+        return
+    codec = _codec(sinks.fmt)
+    with tempfile.TemporaryDirectory(prefix="restoregan_probe_") as scratch:
+        writer = VideoWriter(Path(scratch) / "probe", Fraction(24), codec, crf if codec == "libx264" else None,
+                             pix_fmt, container_for(sinks.output), name=sinks.output, config="video")
+        try:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+        finally:
+            writer.close()
 
 
 def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -139,12 +173,12 @@ def assemble(
             folder = staged.temp_dir(sinks.output)
             _write_png_folder(folder, compare(frames(), sbs_tmp), rate, source if carry_audio else None, audio_end)
         else:
-            codec = "ffv1" if sinks.fmt == "ffv1" else "libx264"
+            codec = _codec(sinks.fmt)
 
             def encode(tmp: str) -> None:
                 quality = crf if codec == "libx264" else None
                 writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
-                                     source if carry_audio else None, audio_end, name=sinks.output, config="pipeline")
+                                     source if carry_audio else None, audio_end, name=sinks.output, config="video")
                 try:
                     for _, pts, tb, img in compare(frames(), sbs_tmp):
                         writer.write(img, pts, tb)

@@ -1,10 +1,13 @@
-"""The film pipeline behind `python infer.py pipeline=film input=reel.mp4 output=restored.mp4`.
+"""Loaded models applied to a video, one way for every task: `python infer.py pipeline=film input=reel.mp4
+output=restored.mp4` (a chain of stages), and `python infer.py ckpt=... input=VIDEO output=DIR` (one stage).
 
-Stages run in `pipeline.order` (any subset of restore, colorize, upscale, interpolate; restore first when
-present, each at most once), each with `stages.<name>.ckpt` or the newest export of its task under
-`pipeline.runs_dir`. Input frames stream through in segments (restoregan.pipeline.segments), each stored
-losslessly in `<output>.work/` so a killed run resumes from its last complete segment; when all are done they
-are encoded once into the output (restoregan.pipeline.output), which appears only then. See docs/PIPELINE.md.
+A stage is `model.task.stage(name, model, run)` (restoregan.tasks.base.Stage). The film pipeline's stages are the
+keys of `stages:` named in `pipeline.order`, each with `stages.<name>.ckpt` or the newest export of its `task` under
+`pipeline.runs_dir`; the other keys of a stage are options laid over its model's task. Input frames stream through
+in segments (restoregan.pipeline.segments), each stored losslessly in `<output>.work/` so a killed run resumes from
+its last complete segment; when all are done they are encoded once into the output (restoregan.pipeline.output),
+with the input's sound, which appears only then. The `video:` block of conf/infer.yaml sets the encode, segments
+and side outputs for both. See docs/PIPELINE.md.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,69 +27,121 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from restoregan.atomic import remove_stale_temps
-from restoregan.data.video import SceneCutDetector, VideoInfo, VideoReadError, iter_frames, probe
-from restoregan.evaluation.run import load_models
-from restoregan.inference.tiled import prepare_for_inference, resolve_device
+from restoregan.data.video import VideoInfo, VideoReadError, iter_frames, probe
+from restoregan.gans.checkpoint import CheckpointError
+from restoregan.inference.tiled import prepare_for_inference, resolve_device, resolve_half
+from restoregan.models import Model, load_model
 from restoregan.outputs import Inputs
-from restoregan.pipeline.checkpoints import STAGE_TASKS, checkpoint_digest, file_digest, resolve_checkpoint
-from restoregan.pipeline.output import assemble, output_format, sink_paths
+from restoregan.pipeline.checkpoints import checkpoint_digest, export_task, file_digest, resolve_checkpoint
+from restoregan.pipeline.output import Sinks, assemble, check_encoder, output_format, sink_paths
 from restoregan.pipeline.segments import Segment, WorkDir, run_chain, stage_windows
-from restoregan.pipeline.stages import ColorizeStage, ImageStage, InterpolateStage, Item, Stage
+from restoregan.tasks.base import Item, RunOptions, Stage
+
+STAGE_KEYS = ("task", "ckpt")  # what a `stages.<name>` entry says besides its task's options
 
 
-def validate_order(order: list[str]) -> list[str]:
-    """The stages to run, checked: known names, each once, restore first (it was trained on raw scans: grain
-    and scratches should go before colour is guessed or detail is invented at a larger size)."""
-    order = [str(name) for name in order]
+def run_options(cfg: DictConfig, device: torch.device) -> RunOptions:
+    """infer.py's device/tile/half settings and `video.batch`, for every model it runs."""
+    return RunOptions(device, cfg.tile, cfg.tile_overlap, resolve_half(cfg.half, device), int(cfg.video.batch))
+
+
+def prepare(model: Model, cfg: DictConfig) -> Model:
+    """infer.py's speed switches (channels_last, compile, bf16) applied to the model's network."""
+    prepare_for_inference(model.net, bool(cfg.channels_last), bool(cfg.compile), bool(cfg.bf16))
+    return model
+
+
+# --- the film pipeline's stages ----------------------------------------------------------------------------
+def validate_order(order: Iterable[Any], stages: Mapping[str, Any]) -> list[str]:
+    """The stages to run, checked before any model is loaded: stages configured under `stages:`, each once.
+    (Which must come first is the tasks' to say: `check_first`, once they are loaded.)"""
+    order, known = [str(name) for name in order], [str(name) for name in stages]
     if not order:
-        raise ValueError(f"pipeline.order is empty: name at least one of {', '.join(STAGE_TASKS)}")
-    unknown = [name for name in order if name not in STAGE_TASKS]
+        raise ValueError(f"pipeline.order is empty: name at least one of {', '.join(known)}")
+    unknown = [name for name in order if name not in known]
     if unknown:
-        raise ValueError(f"pipeline.order: unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_TASKS)}")
+        raise ValueError(f"pipeline.order: unknown stage {unknown[0]!r}; stages are {', '.join(known)} "
+                         f"(add one with +stages.{unknown[0]}.ckpt=PATH)")
     twice = sorted({name for name in order if order.count(name) > 1})
     if twice:
         raise ValueError(f"pipeline.order: stage {twice[0]!r} appears more than once")
-    if "restore" in order and order[0] != "restore":
-        raise ValueError(f"pipeline.order={order}: restore must come first (it removes the damage of the raw scan)")
     return order
 
 
-def _interp_plan(scfg: DictConfig) -> tuple[int | None, Fraction | None]:
-    if scfg.fps is not None:
-        fps = Fraction(str(scfg.fps)).limit_denominator(1001)
-        if fps <= 0:
-            raise ValueError(f"stages.interpolate.fps={scfg.fps}: must be positive")
-        return None, fps
-    if int(scfg.factor) != scfg.factor or scfg.factor < 2:
-        raise ValueError(f"stages.interpolate.factor={scfg.factor}: must be an integer >= 2 "
-                         "(or set stages.interpolate.fps)")
-    return int(scfg.factor), None
+def stage_options(scfg: DictConfig | Mapping[str, Any]) -> dict:
+    """A stage's options for its task (its keys besides task and ckpt), as plain data."""
+    data = OmegaConf.to_container(scfg, resolve=True) if isinstance(scfg, DictConfig) else dict(scfg)
+    return {str(k): v for k, v in data.items() if k not in STAGE_KEYS}
 
 
-def build_stages(
-    cfg: DictConfig, order: list[str], ckpts: dict[str, Path], device: torch.device, half: bool
-) -> list[Stage]:
-    """Load each stage's model (checking it is of the stage's task) and wrap it in its adapter."""
-    pcfg, stages = cfg.pipeline, []
+def _wrong_task(name: str, path: Path, got: str, want: str) -> ValueError:
+    return ValueError(f"{path}: a {got!r} model, but stage {name!r} needs a {want!r} one (stages.{name}.ckpt)")
+
+
+def load_stage_model(name: str, scfg: DictConfig, path: Path, device: torch.device) -> Model:
+    """The stage's model with its options laid over the task; one of another task than `stages.<name>.task` is
+    refused (read from an export's yaml before anything is built, else from the loaded model)."""
+    want = scfg.get("task")
+    if want is not None and path.with_suffix(".yaml").is_file() and path.suffix in (".yaml", ".safetensors"):
+        got = export_task(path.with_suffix(".yaml"))
+        if got is not None and got != want:  # before its options meet a task they were not written for
+            raise _wrong_task(name, path, got, want)
+    model = load_model(path, device, options=stage_options(scfg))
+    if want is not None and model.task.name != want:
+        raise _wrong_task(name, path, model.task.name, want)
+    return model
+
+
+def check_first(order: list[str], models: Mapping[str, Model]) -> None:
+    """A task that must run first in a chain (`pipeline_first`, e.g. restoration: damage goes before colour is
+    guessed or detail invented at a larger size) is first; stages not loaded yet are not looked at."""
+    for position, name in enumerate(order):
+        if name not in models:
+            break
+        task = models[name].task
+        if position > 0 and getattr(task, "pipeline_first", False):
+            raise ValueError(f"pipeline.order={order}: {name} must come first (its task, {task.name}, runs before "
+                             "any other stage)")
+
+
+def build_stages(cfg: DictConfig, order: list[str], ckpts: dict[str, Path], run: RunOptions) -> list[Stage]:
+    """Each stage's model loaded (checked against its task, prepared for speed) and made a stage by its task."""
+    models = {}
     for name in order:
-        scfg = cfg.stages[name]
-        model = next(iter(load_models([ckpts[name]], device).values()))
-        prepare_for_inference(model.net, bool(cfg.channels_last), bool(cfg.compile), bool(cfg.bf16))
-        if model.task != STAGE_TASKS[name]:
-            raise ValueError(f"{ckpts[name]}: a {model.task!r} model, but stage {name!r} needs a "
-                             f"{STAGE_TASKS[name]!r} one (stages.{name}.ckpt)")
-        if name in ("restore", "upscale"):
-            if name == "restore" and model.scale != 1:
-                raise ValueError(f"{ckpts[name]}: restore models keep the size, but this one scales x{model.scale}")
-            stages.append(ImageStage(name, model, device, half, cfg.tile, cfg.tile_overlap, pcfg.batch))
-        elif name == "colorize":
-            stages.append(ColorizeStage(model, device, scfg.render_size, scfg.stabilize, scfg.stabilize_strength,
-                                        scfg.scene_cut, scfg.warmup, pcfg.batch))
-        else:
-            factor, fps = _interp_plan(scfg)
-            detector = SceneCutDetector(scfg.scene_cut.hist_threshold, scfg.scene_cut.diff_threshold)
-            stages.append(InterpolateStage(model, device, half, factor, fps, detector))
-    return stages
+        models[name] = prepare(load_stage_model(name, cfg.stages[name], ckpts[name], run.device), cfg)
+        check_first(order, models)  # as each loads: before a later stage's model is read
+    return [models[name].task.stage(name, models[name], run) for name in order]
+
+
+# --- one run over a video ----------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """Where a video run reads and writes, checked (see `plan_job`)."""
+
+    source: Path
+    info: VideoInfo
+    sinks: Sinks
+    work_path: Path
+
+    @property
+    def output(self) -> Path:
+        return self.sinks.output
+
+
+def plan_job(source: Path, output: Path, vcfg: DictConfig, models: Iterable[Path]) -> Job:
+    """The outputs of a video run (`output`: a file, or a folder for PNG frames), refused before any work when
+    one would touch the input or a model file, or when the encoder refuses the settings; an input that is no
+    readable video is refused here too."""
+    if not source.exists():
+        raise ValueError(f"{source}: input not found")
+    fmt = output_format(output, vcfg.format)
+    sinks = sink_paths(output, fmt, vcfg.side_by_side, vcfg.contact_frames)
+    work_path = output.with_name(f"{output.name}.work")
+    # nothing written may touch the input or a model file (folders: the work dir, a PNG frames output)
+    files = [p for p in (sinks.side_by_side, sinks.contact) if p is not None] + ([] if fmt == "png" else [output])
+    Inputs([source]).add_models(models).check_all(files, [work_path] + ([output] if fmt == "png" else []))
+    check_encoder(sinks, vcfg.crf, vcfg.pix_fmt)
+    return Job(source, probe(source), sinks, work_path)
 
 
 def input_fingerprint(source: Path) -> dict:
@@ -100,18 +157,17 @@ def input_fingerprint(source: Path) -> dict:
 
 
 def config_hash(
-    cfg: DictConfig, order: list[str], ckpts: dict[str, Path], device: torch.device, half: bool
+    cfg: DictConfig, order: list[str], options: Mapping[str, dict], ckpts: Mapping[str, Path], run: RunOptions
 ) -> tuple[str, dict]:
     """Everything that changes a segment's frames, and a readable summary of it. Not the output format (segments
     survive a crf change) nor where the checkpoints lie (their contents count)."""
-    pcfg = cfg.pipeline
-    stages = {name: {**OmegaConf.to_container(cfg.stages[name], resolve=True), "ckpt": None,
-                     "ckpt_sha256": checkpoint_digest(ckpts[name])} for name in order}
+    vcfg = cfg.video
+    stages = {name: {**options[name], "ckpt": None, "ckpt_sha256": checkpoint_digest(ckpts[name])} for name in order}
     hashed = {
         "order": order, "stages": stages,
-        "segment_frames": pcfg.segment_frames, "batch": pcfg.batch, "max_frames": pcfg.max_frames,
-        "input_fps": str(pcfg.input_fps), "tile": cfg.tile, "tile_overlap": cfg.tile_overlap,
-        "device": device.type, "half": half, "torch": torch.__version__,
+        "segment_frames": vcfg.segment_frames, "batch": run.batch, "max_frames": vcfg.max_frames,
+        "input_fps": str(vcfg.input_fps), "tile": run.tile, "tile_overlap": run.tile_overlap,
+        "device": run.device.type, "half": run.half, "torch": torch.__version__,
         "bf16": bool(cfg.bf16),  # changes the frames (slightly); channels_last and compile do not beyond rounding
     }
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
@@ -141,6 +197,15 @@ def _as_float(items: list[Item]) -> list[Item]:
     return [Item(it.index, it.pts, it.tb, it.image.astype(np.float32) / 255.0) for it in items]
 
 
+def _about_input(source: Path, work: Path, err: ValueError) -> ValueError:
+    """A stage's complaint about the frames it was handed (timestamps, too few frames), naming the input; errors
+    that name a file already (the input, a segment file) pass as they are."""
+    message = str(err)
+    if message.startswith((str(source), str(work))) or isinstance(err, CheckpointError):
+        return err
+    return VideoReadError(f"{source}: {message}")
+
+
 def process_segments(
     source: Path, info: VideoInfo, stages: list[Stage], work: WorkDir, segment_frames: int, input_fps: Fraction,
     max_frames: int | None,
@@ -151,7 +216,9 @@ def process_segments(
     decoded, exhausted = 0, False
     segments: list[Segment] = []
     total = min(info.frames, max_frames) if info.frames and max_frames else info.frames or max_frames
-    with tqdm(total=total or None, desc=f"pipeline {source.name}", unit="frame") as bar:
+    # a stage may need more than one frame (interpolation: a pair); said by its optional `min_frames`
+    least = max(stages, key=lambda st: getattr(st, "min_frames", 1))
+    with tqdm(total=total or None, desc=f"{'+'.join(st.name for st in stages)} {source.name}", unit="frame") as bar:
         while True:
             s = len(segments) * segment_frames
             e = s + segment_frames
@@ -165,8 +232,10 @@ def process_segments(
             if exhausted:
                 if decoded == 0:
                     raise VideoReadError(f"{source}: holds no frames")
-                if decoded == 1 and any(isinstance(st, InterpolateStage) for st in stages):
-                    raise VideoReadError(f"{source}: holds only 1 frame; frame interpolation needs at least 2")
+                need = getattr(least, "min_frames", 1)
+                if decoded < need:
+                    raise VideoReadError(f"{source}: holds only {decoded} frame{'s' * (decoded != 1)}; stage "
+                                         f"{least.name!r} needs at least {need}")
                 if s >= decoded:
                     break
                 e = min(e, decoded)
@@ -176,7 +245,13 @@ def process_segments(
             segment = work.done(len(segments), s, e)
             if segment is None:
                 window = _as_float([it for it in buffer if it.index < b])
-                segment = work.write(len(segments), s, e, run_chain(stages, window, s, e))
+                try:
+                    segment = work.write(len(segments), s, e, run_chain(stages, window, s, e))
+                except ValueError as err:
+                    named = _about_input(source, work.path, err)
+                    if named is err:
+                        raise
+                    raise named from err
                 bar.set_postfix_str(f"segment {segment.number}")
             else:
                 bar.set_postfix_str(f"segment {segment.number} done before")
@@ -185,54 +260,61 @@ def process_segments(
     return segments
 
 
+def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[str, dict],
+               ckpts: Mapping[str, Path], run: RunOptions) -> list[Path]:
+    """Run `stages` over the job's input into its outputs (see module docstring); returns every file written,
+    the output first."""
+    vcfg, source = cfg.video, job.source
+    if int(vcfg.segment_frames) < 1:
+        raise ValueError(f"video.segment_frames={vcfg.segment_frames}: must be at least 1")
+    info = job.info
+    input_fps = Fraction(str(vcfg.input_fps)).limit_denominator(1001)
+    order = [st.name for st in stages]
+    digest, summary = config_hash(cfg, order, options, ckpts, run)
+    work = WorkDir(job.work_path, {"config_hash": digest, "config": summary, "input": input_fingerprint(source),
+                                   "input_path": str(source.resolve())}, bool(vcfg.resume))
+    sinks = job.sinks
+    # the temps of a killed final encode; only now, holding the work dir's lock, so no other run's are touched
+    remove_stale_temps(p for p in (sinks.output, sinks.side_by_side, sinks.contact) if p is not None)
+    completed = False
+    try:
+        with torch.inference_mode():
+            segments = process_segments(source, info, stages, work, int(vcfg.segment_frames), input_fps,
+                                        vcfg.max_frames)
+        rate = info.fps if info.fps and not info.is_folder else input_fps
+        for stage in stages:
+            rate = stage.rate(rate)
+        audio_end = None
+        if vcfg.max_frames is not None:  # a shortened film keeps only the sound of its own frames
+            last = segments[-1]
+            audio_end = float(last.items[-1][1] * last.time_base + 1 / rate)
+        written = assemble(work, segments, sinks, source, rate, vcfg.crf, vcfg.pix_fmt, vcfg.audio, audio_end,
+                           vcfg.contact_frames, vcfg.contact_side)
+        completed = True
+    finally:  # a run refused before its first segment (1-frame input, mixed frame sizes) leaves nothing behind
+        work.close(remove=(completed and not vcfg.keep_segments) or not any(work.path.glob("seg_*")))
+    return written
+
+
 def run_pipeline(cfg: DictConfig) -> list[Path]:
-    """Run the film pipeline cfg describes (see module docstring); returns [output] and prints the other files."""
+    """`infer.py pipeline=film`: the stages of `pipeline.order` over cfg.input into cfg.output (a file, or a
+    folder of PNG frames); returns [output] and prints the other files written."""
     pcfg = cfg.pipeline
     for key in ("input", "output"):
         if cfg[key] is None:
             raise ValueError(f"{key}=... is required "
                              "(python infer.py pipeline=film input=reel.mp4 output=restored.mp4)")
-    source, output = Path(cfg.input), Path(cfg.output)
-    if not source.exists():
-        raise ValueError(f"{source}: input not found")
-    fmt = output_format(output, pcfg.format)
-    sinks = sink_paths(output, fmt, pcfg.side_by_side, pcfg.contact_frames)
-    work_path = output.with_name(f"{output.name}.work")
-    if int(pcfg.segment_frames) < 1:
-        raise ValueError(f"pipeline.segment_frames={pcfg.segment_frames}: must be at least 1")
-    order = validate_order(list(pcfg.order))
-    ckpts = {name: resolve_checkpoint(name, cfg.stages[name].ckpt, Path(pcfg.runs_dir)) for name in order}
-    # nothing written may touch the input or a stage's model file (folders: the work dir, PNG frames output)
-    files = [p for p in (sinks.side_by_side, sinks.contact) if p is not None] + ([] if fmt == "png" else [output])
-    Inputs([source]).add_models(ckpts.values()).check_all(files, [work_path] + ([output] if fmt == "png" else []))
-    info = probe(source)
-    input_fps = Fraction(str(pcfg.input_fps)).limit_denominator(1001)
+    order = validate_order(pcfg.order, cfg.stages)
+    runs_dir = Path(pcfg.runs_dir)
+    ckpts = {name: resolve_checkpoint(name, cfg.stages[name].get("ckpt"), cfg.stages[name].get("task"), runs_dir)
+             for name in order}
+    job = plan_job(Path(cfg.input), Path(cfg.output), cfg.video, ckpts.values())
     device = resolve_device(cfg.device)
-    half = device.type == "cuda" if cfg.half == "auto" else bool(cfg.half) and device.type == "cuda"
-    stages = build_stages(cfg, order, ckpts, device, half)
-    digest, summary = config_hash(cfg, order, ckpts, device, half)
+    run = run_options(cfg, device)
+    stages = build_stages(cfg, order, ckpts, run)
     print(f"pipeline: {' -> '.join(f'{st.name} ({ckpts[st.name]})' for st in stages)}")
-    work = WorkDir(work_path, {"config_hash": digest, "config": summary, "input": input_fingerprint(source),
-                               "input_path": str(source.resolve())}, bool(pcfg.resume))
-    # the temps of a killed final encode; only now, holding the work dir's lock, so no other run's are touched
-    remove_stale_temps(p for p in (output, sinks.side_by_side, sinks.contact) if p is not None)
-    completed = False
-    try:
-        with torch.inference_mode():
-            segments = process_segments(source, info, stages, work, int(pcfg.segment_frames), input_fps,
-                                        pcfg.max_frames)
-        rate = info.fps if info.fps and not info.is_folder else input_fps
-        for stage in stages:
-            rate = stage.rate(rate)
-        audio_end = None
-        if pcfg.max_frames is not None:  # a shortened film keeps only the sound of its own frames
-            last = segments[-1]
-            audio_end = float(last.items[-1][1] * last.time_base + 1 / rate)
-        written = assemble(work, segments, sinks, source, rate, pcfg.crf, pcfg.pix_fmt, pcfg.audio, audio_end,
-                           pcfg.contact_frames, pcfg.contact_side)
-        completed = True
-    finally:  # a run refused before its first segment (1-frame input, mixed frame sizes) leaves nothing behind
-        work.close(remove=(completed and not pcfg.keep_segments) or not any(work.path.glob("seg_*")))
+    options = {name: stage_options(cfg.stages[name]) for name in order}
+    written = run_stages(cfg, job, stages, options, ckpts, run)
     for path in written[1:]:
         print(f"also wrote {path}")
-    return [output]
+    return [job.output]

@@ -29,7 +29,7 @@ import numpy as np
 from restoregan.atomic import atomic_write, atomic_write_bytes
 from restoregan.data.video import VideoWriter, iter_frames
 from restoregan.pipeline.checkpoints import file_digest
-from restoregan.pipeline.stages import Item, Stage
+from restoregan.tasks.base import Item, Stage
 
 FORMAT_VERSION = 1
 
@@ -94,7 +94,7 @@ class WorkDir:
                 self.clear()
             elif not same:
                 what = "input" if old.get("input") != self.manifest["input"] else "configuration or checkpoints"
-                raise ValueError(f"{path}: holds segments of a run with another {what}; pass pipeline.resume=false "
+                raise ValueError(f"{path}: holds segments of a run with another {what}; pass video.resume=false "
                                  "to discard them and start over")
         for stale in path.glob(".*.tmp"):  # temp files of a killed run (this run holds the lock)
             stale.unlink(missing_ok=True)
