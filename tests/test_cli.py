@@ -159,7 +159,7 @@ def _check_overrides(config: str, overrides: list[str]) -> None:
 
 def test_experiment_values_are_the_reference_and_lightning_keys_pass_through() -> None:
     # Lightning takes devices=auto / [0] / 2 itself: not ours to refuse
-    _check_overrides("train", ["experiment=sr_quickstart", "trainer.devices=auto", "scale=2"])
+    _check_overrides("train", ["experiment=sr_quickstart", "trainer.devices=auto", "task.scale=2"])
     with pytest.raises(ValueError, match=r"^gan_iters=many: expected an integer \(default \d+\)$"):
         _check_overrides("train", ["experiment=sr_quickstart", "gan_iters=many"])
     with pytest.raises(ValueError, match=r"^model.optimizer_d.lr=fast: expected a number"):
