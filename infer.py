@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from restoregan import cli
+from restoregan.data.datasets import image_size
 from restoregan.data.io import list_images, read_image, set_max_pixels, to_numpy, to_tensor, write_image
 from restoregan.data.video import is_video_file
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.inference.tiled import check_tiling, resolve_device
-from restoregan.models import Model, load_model
+from restoregan.models import Model, load_model, tiling_note
 from restoregan.outputs import Inputs, one_target_each, prepare_outputs
 from restoregan.pipeline.output import named_output
 from restoregan.pipeline.run import plan_job, prepare, run_options, run_pipeline, run_stages
@@ -109,6 +110,10 @@ def infer_images(cfg: DictConfig, model: Model, source: Path, run: RunOptions) -
     output = Path(cfg.output)
     inputs = list_images(source) if source.is_dir() else [source]
     targets = output_paths(inputs, output, model.task.output_suffix, source, cfg.ckpt)
+    largest = max((max(image_size(p)) for p in inputs), default=0)
+    note = tiling_note(model, run.tile, run.tile_overlap, largest)
+    if note:
+        print(note)
     output.mkdir(parents=True, exist_ok=True)
     for src, dst in tqdm(list(zip(inputs, targets)), desc=f"{model.task.name} on {run.device}", unit="img"):
         with torch.inference_mode():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from restoregan.gans.checkpoint import CheckpointError, LoadedGenerator, load_generator, plain_value
+from restoregan.gans.sizes import receptive_radius
 from restoregan.tasks import adopt_community_model, legacy_task
 from restoregan.tasks.base import Task
 
@@ -52,6 +53,27 @@ class Model:
 
     def __str__(self) -> str:
         return f"{self.path} ({self.task.name} x{self.scale}, {self.source})"
+
+    def receptive_radius(self) -> int | None:
+        """Input pixels of context each output pixel sees, measured on this network's weights (None: wider than
+        64, or global); measured once, when asked (seconds for a large network on a CPU). The overlap tiling
+        needs to equal one pass: see `tiling_note`."""
+        if not hasattr(self, "_radius"):
+            self._radius = receptive_radius(self.net, self.in_channels or 3, multiple=self.pad_multiple)
+        return self._radius
+
+
+def tiling_note(model: Model, tile: int | None, overlap: int, largest_side: int) -> str | None:
+    """A line to print when tiles of this model will not equal one pass: its receptive field is wider than the
+    tile overlap (tiled results then differ slightly at tile seams). None when the image fits one tile."""
+    if tile is None or largest_side <= tile:
+        return None
+    radius = model.receptive_radius()
+    if radius is not None and radius <= overlap:
+        return None
+    wide = "wider than 64 pixels" if radius is None else f"{radius} pixels"
+    return (f"note: {model.path}: its receptive field ({wide} of context) exceeds tile_overlap={overlap}; tiles may "
+            f"differ slightly from one pass at their seams (raise tile_overlap, or tile=null for one pass)")
 
 
 def trusted_task_modules() -> list[str]:

@@ -121,3 +121,35 @@ def test_options_lay_over_the_stored_task(tmp_path: Path) -> None:
         load_model(weights, options={"scale": 3})
     with pytest.raises(CheckpointError, match="cannot build task restoregan.tasks.sr.SuperResolutionTask"):
         load_model(weights, options={"no_such_option": 1})
+
+
+def test_receptive_radius_is_measured_on_the_network() -> None:
+    """Against the textbook count: k stacked 3x3 convolutions see k pixels each side, dilation 2 doubles it, a
+    global operation (the frame's mean) has no finite field."""
+    from torch import nn
+
+    from restoregan.gans.sizes import receptive_radius
+
+    stack = nn.Sequential(*(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(5)), nn.Conv2d(4, 3, 1))
+    assert receptive_radius(perturb(stack)) == 5
+    dilated = nn.Sequential(nn.Conv2d(3, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 3, 3, padding=2, dilation=2))
+    assert receptive_radius(perturb(dilated)) == 4
+
+    class Global(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + x.mean(dim=(2, 3), keepdim=True)
+
+    assert receptive_radius(Global()) is None
+
+
+def test_tiling_note_when_the_overlap_is_narrower_than_the_field(tmp_path: Path) -> None:
+    from restoregan.models import tiling_note
+
+    model = load_model(sr_export(tmp_path, scale=2))  # SRResNet, 1 block: 5 LR convs, then HR convs
+    radius = model.receptive_radius()
+    assert radius is not None and 4 <= radius <= 8
+    assert tiling_note(model, tile=None, overlap=0, largest_side=500) is None  # one pass
+    assert tiling_note(model, tile=64, overlap=0, largest_side=64) is None  # fits one tile
+    assert tiling_note(model, tile=64, overlap=radius, largest_side=65) is None
+    note = tiling_note(model, tile=64, overlap=radius - 1, largest_side=65)
+    assert note.startswith(f"note: {model.path}: its receptive field ({radius} pixels") and "\n" not in note

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from restoregan.data.old_photo import _clip, blur, fade, grain, sepia
+from restoregan.data.old_photo import blur, clip01, fade, grain, sepia
 
 __all__ = [
     "blur", "fade", "grain", "sepia", "dust", "flicker", "weave", "vignette", "Scratch", "draw_scratches",
@@ -48,12 +48,12 @@ def dust(
         value = np.where(speck > mask, level, value)
         mask = np.maximum(mask, speck)
     mask = cv2.GaussianBlur(mask, (3, 3), 0.5)[:, :, None]  # soft edges, as the optics render them
-    return _clip(img * (1 - mask) + value[:, :, None] * mask)
+    return clip01(img * (1 - mask) + value[:, :, None] * mask)
 
 
 def flicker(img: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float) -> np.ndarray:
     """Per-frame exposure change: contrast about mid-grey, then a brightness offset (both drawn by the caller)."""
-    return _clip((img - 0.5) * contrast + 0.5 + brightness)
+    return clip01((img - 0.5) * contrast + 0.5 + brightness)
 
 
 def weave(img: np.ndarray, rng: np.random.Generator, dx: float, dy: float, angle: float) -> np.ndarray:
@@ -64,7 +64,7 @@ def weave(img: np.ndarray, rng: np.random.Generator, dx: float, dy: float, angle
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     m[:, 2] += (dx, dy)
-    return _clip(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101))
+    return clip01(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101))
 
 
 def vignette(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -73,7 +73,7 @@ def vignette(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.n
     cy, cx = h / 2 * (1 + rng.uniform(-0.1, 0.1)), w / 2 * (1 + rng.uniform(-0.1, 0.1))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r2 = ((yy - cy) / (h / 2)) ** 2 + ((xx - cx) / (w / 2)) ** 2
-    return _clip(img * (1 - strength * np.clip(r2 / 2, 0, 1))[:, :, None])
+    return clip01(img * (1 - strength * np.clip(r2 / 2, 0, 1))[:, :, None])
 
 
 @dataclass
@@ -132,7 +132,7 @@ def vertical_scratches(img: np.ndarray, rng: np.random.Generator, scratches: Seq
                              interpolation=cv2.INTER_LINEAR)
         alpha = (mask * profile * s.opacity)[:, :, None]
         out = out * (1 - alpha) + s.level * alpha
-    return _clip(out)
+    return clip01(out)
 
 
 # --- composition ---------------------------------------------------------------------------------------

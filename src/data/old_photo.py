@@ -18,7 +18,7 @@ from restoregan.data.degradations import jpeg as jpeg_roundtrip
 _SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
 
 
-def _clip(img: np.ndarray) -> np.ndarray:
+def clip01(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
@@ -26,13 +26,13 @@ def fade(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarr
     """Faded print: blacks lifted and whites dulled by up to `strength` (0 = none, 1 = flat grey)."""
     black = strength * rng.uniform(0.2, 0.4)
     white = 1.0 - strength * rng.uniform(0.0, 0.2)
-    return _clip(black + (white - black) * img)
+    return clip01(black + (white - black) * img)
 
 
 def sepia(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Sepia toning blended in with weight `strength` in [0, 1]."""
     toned = img @ _SEPIA.T
-    return _clip((1.0 - strength) * img + strength * toned)
+    return clip01((1.0 - strength) * img + strength * toned)
 
 
 def grain(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -40,7 +40,7 @@ def grain(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray
     noise = rng.normal(0.0, 1.0, size=img.shape[:2]).astype(np.float32)
     noise = cv2.GaussianBlur(noise, (3, 3), 0.6)
     noise *= (sigma / 255.0) / max(float(noise.std()), 1e-6)  # the blur lowers the std; restore it
-    return _clip(img + noise[:, :, None])
+    return clip01(img + noise[:, :, None])
 
 
 def scratches(img: np.ndarray, rng: np.random.Generator, count: int, max_width: int = 2) -> np.ndarray:
@@ -57,12 +57,12 @@ def scratches(img: np.ndarray, rng: np.random.Generator, count: int, max_width: 
         else:
             pts = [(int(rng.integers(w)), int(rng.integers(h))) for _ in range(2)]
         cv2.line(out, pts[0], pts[1], (value, value, value), width, lineType=cv2.LINE_AA)
-    return _clip(out)
+    return clip01(out)
 
 
 def blur(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Gaussian blur (soft lens, copy generations) with std `sigma` pixels."""
-    return _clip(cv2.GaussianBlur(img, (0, 0), sigma)) if sigma > 0 else img.copy()
+    return clip01(cv2.GaussianBlur(img, (0, 0), sigma)) if sigma > 0 else img.copy()
 
 
 def jpeg(img: np.ndarray, rng: np.random.Generator, quality: int) -> np.ndarray:

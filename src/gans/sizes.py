@@ -14,3 +14,28 @@ def net_multiple(net: nn.Module, scale: int | None = None) -> int:
         if isinstance(own, int) and not isinstance(own, bool) and own > 0:
             return own
     return 1
+
+
+def receptive_radius(net: nn.Module, in_channels: int = 3, cap: int = 64, multiple: int = 1) -> int | None:
+    """Input pixels of context on each side that reach one output pixel, measured: the gradient of the centre
+    output pixel of a random (2 cap + 1)-pixel input is non-zero exactly within the receptive field. None when
+    the field reaches the probe's border (a global operation, attention, a field wider than `cap`). Tiling is
+    exact only with an overlap at least this wide (restoregan.inference.tiled)."""
+    import torch
+
+    side = 2 * cap + 1
+    side += -side % multiple
+    param = next(net.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.rand(1, in_channels, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+    x.requires_grad_(True)
+    with torch.enable_grad():
+        y = net(x)
+        sy, sx = y.shape[-2] // side, y.shape[-1] // side
+        c = side // 2
+        y[..., c * sy, c * sx].sum().backward()
+    reach = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
+    if reach.numel() == 0:
+        return 0
+    radius = int((reach - c).abs().max())
+    return None if radius >= c else radius
