@@ -15,16 +15,15 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from restoregan import cli
 from restoregan.data.datasets import image_size
 from restoregan.data.io import list_images, read_image, set_max_pixels, to_numpy, to_tensor, write_image
 from restoregan.data.video import is_video_file
-from restoregan.gans.checkpoint import CheckpointError
 from restoregan.inference.tiled import check_tiling, resolve_device
-from restoregan.models import Model, load_model, tiling_note
+from restoregan.models import Model, check_chosen, chosen_task, load_model, tiling_note, with_options
 from restoregan.outputs import Inputs, one_target_each, prepare_outputs
 from restoregan.pipeline.output import named_output
 from restoregan.pipeline.run import plan_job, prepare, run_options, run_pipeline, run_stages
@@ -55,34 +54,12 @@ OPTIONS = {
 }
 
 
-def task_options(cfg: DictConfig) -> tuple[str | None, dict | None]:
-    """(`_target_`, options) of `task=<name> task.<option>=...`; (None, None) without task=."""
-    if cfg.get("task") is None:
-        return None, None
-    options = OmegaConf.to_container(cfg.task, resolve=True)
-    return options.pop("_target_", None), options
-
-
-def _check_target(cfg: DictConfig, target: str | None, model: Model) -> None:
-    own = model.task.config()["_target_"]
-    if target != own:
-        raise ValueError(f"{cfg.ckpt}: a model of {own}, but task= chose {target}; leave task= out (the model file "
-                         "says its task) or choose the model's")
-
-
 def load(cfg: DictConfig, device: torch.device) -> Model:
-    """The model of cfg.ckpt with `task.<option>`s laid over its task; a task= of another task refused."""
-    target, options = task_options(cfg)
-    try:
-        model = load_model(cfg.ckpt, device, options=options)
-    except CheckpointError:
-        if options is None:
-            raise
-        _check_target(cfg, target, load_model(cfg.ckpt, device))  # options of another task: say that instead
-        raise
-    if options is not None:
-        _check_target(cfg, target, model)
-    return prepare(model, cfg)
+    """The model of cfg.ckpt with `task.<option>`s laid over its task, once `task=` is checked to be its own."""
+    target, options = chosen_task(cfg.get("task"))
+    model = load_model(cfg.ckpt, device)
+    check_chosen(model, target)
+    return prepare(with_options(model, options), cfg)
 
 
 def is_stream(source: Path, model: Model) -> bool:
@@ -99,7 +76,7 @@ def infer_video(cfg: DictConfig, model: Model, source: Path, run: RunOptions) ->
     target = named_output(Path(cfg.output), f"{stem}{model.task.output_suffix}", cfg.video.format, source.is_dir())
     job = plan_job(source, target, cfg.video, [Path(cfg.ckpt)])
     stage = model.task.stage(name, model, run)
-    written = run_stages(cfg, job, [stage], {name: task_options(cfg)[1] or {}}, {name: Path(cfg.ckpt)}, run)
+    written = run_stages(cfg, job, [stage], {name: chosen_task(cfg.get("task"))[1] or {}}, {name: Path(cfg.ckpt)}, run)
     for path in written[1:]:
         print(f"also wrote {path}")
     return [job.output]

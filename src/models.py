@@ -17,7 +17,7 @@ import importlib
 import inspect
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,7 +27,7 @@ from torch import nn
 from restoregan.gans.checkpoint import CheckpointError, LoadedGenerator, load_generator, plain_value
 from restoregan.gans.sizes import receptive_radius
 from restoregan.tasks import adopt_community_model, legacy_task
-from restoregan.tasks.base import Task
+from restoregan.tasks.base import Task, is_task_class
 
 TASK_PACKAGE = "restoregan.tasks"
 EXTRA_TASK_MODULES = "RESTOREGAN_TASK_MODULES"  # comma-separated modules whose Task classes files may name
@@ -45,7 +45,6 @@ class Model:
     in_channels: int | None  # what the network reads and writes (None: not declared)
     out_channels: int | None
     pad_multiple: int  # input sides must divide this; callers pad (reflect) and crop back
-    min_size: int  # smallest input side the network takes (after padding)
     path: Path
     source: str  # e.g. "restoregan export: restoregan.gans.rrdbnet.RRDBNet", "spandrel ESRGAN (...)"
     arch: dict | None  # {_target_, **kwargs} of our generators, None for spandrel models
@@ -102,37 +101,41 @@ def task_class(path: Path, target: Any) -> type:
     cls = vars(module).get(match.group(2))
     if not (isinstance(cls, type) and cls.__module__ == module_name):
         raise CheckpointError(f"{path}: unknown task {target} ({module_name} defines no class {match.group(2)})")
+    if not is_task_class(cls):  # checked before the class is ever called with the file's arguments
+        raise CheckpointError(f"{path}: task._target_: {target} is not allowed; it is no task class")
     return cls
 
 
-def _overriding(cls: type, options: Mapping[str, Any]) -> dict:
-    """The options that change something: not None and not the class's own default. `conf/task/<name>.yaml`
-    lists every option at its default (train.py needs them), so `task=sr` alone must not turn an x2 model into
-    x4, nor `task=restore` a colour model grey: the file's settings stand unless an option says otherwise."""
+def _unset(cls: type, key: str, value: Any) -> bool:
+    """An option that says nothing: None, or the class's own default (`conf/task/<name>.yaml` lists every option
+    at its default for train.py, so `task=sr` alone must not turn an x2 model into x4)."""
+    if value is None:
+        return True
     try:
-        params = inspect.signature(cls).parameters
+        param = inspect.signature(cls).parameters.get(key)
     except (TypeError, ValueError):
-        params = {}
-    return {k: v for k, v in options.items()
-            if v is not None and not (k in params and params[k].default is not inspect.Parameter.empty
-                                      and _same(v, params[k].default))}
-
-
-def _same(a: Any, b: Any) -> bool:
+        return False
+    if param is None or param.default is inspect.Parameter.empty:
+        return False
     try:
-        return bool(a == b) and type(a) is type(b)
+        return bool(value == param.default) and type(value) is type(param.default)
     except Exception:
         return False
 
 
 def build_task(path: Path, config: Any, options: Mapping[str, Any] | None = None, given: Path | None = None) -> Task:
-    """A task from its stored config `{_target_, **kwargs}` (plain data only), with `options` (infer.py's and
-    the pipeline's settings, trusted config) laid over the stored kwargs where they change something
-    (`_overriding`). A stored value that is refused names `path` (the file holding the description), an option
-    that is refused names `given` (the model file the user gave)."""
+    """A task from its stored config `{_target_, **kwargs}` and `options` (infer.py's, evaluate.py's and the
+    pipeline's settings, trusted config).
+
+    The file may hold only what describes the trained model (the keys `config()` gives back, plain data): a file
+    carrying application options (a damage seed, an output switch) is refused. Options that say something
+    (`_unset`) apply; one that contradicts what the file says about the model (scale, colour space) is refused
+    unless the task lists it in `overridable` (e.g. a colorizer's render size). Stored values that are refused
+    name `path` (the file holding the description), options name `given` (the model file the user gave)."""
     if not isinstance(config, Mapping) or "_target_" not in config:
         raise CheckpointError(f"{path}: task: {str(config)[:80]} is not a task description (no _target_)")
-    cls = task_class(path, config["_target_"])
+    target = config["_target_"]
+    cls = task_class(path, target)
     kwargs = {}
     for key, value in config.items():
         if key == "_target_":
@@ -140,11 +143,21 @@ def build_task(path: Path, config: Any, options: Mapping[str, Any] | None = None
         if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
             raise CheckpointError(f"{path}: task.{key}: not allowed; a task description holds keyword arguments only")
         kwargs[key] = plain_value(path, f"task.{key}", value)
-    task = _construct(path, cls, config["_target_"], kwargs)
-    overrides = _overriding(cls, options or {})
-    if overrides:
-        task = _construct(given or path, cls, config["_target_"], {**kwargs, **overrides})
-    return task
+    task = _construct(path, cls, target, kwargs)
+    described = task.config()
+    for key in kwargs:
+        if key not in described:
+            raise CheckpointError(f"{path}: task.{key}: not something a model file says (an option of "
+                                  "evaluate.py / infer.py, set there)")
+    said = {k: v for k, v in (options or {}).items() if not _unset(cls, k, v)}
+    if not said:
+        return task
+    given = given or path
+    for key, value in said.items():
+        if key in described and value != described[key] and key not in getattr(cls, "overridable", ()):
+            raise CheckpointError(f"{given}: task.{key}={value}: the model file says {described[key]!r}; that is the "
+                                  "model's own, not an option")
+    return _construct(given, cls, target, {**kwargs, **said})
 
 
 def _construct(path: Path, cls: type, target: str, kwargs: dict) -> Task:
@@ -155,6 +168,36 @@ def _construct(path: Path, cls: type, target: str, kwargs: dict) -> Task:
     if not isinstance(task, Task):
         raise CheckpointError(f"{path}: task._target_: {target} is not a task (restoregan.tasks.base.Task)")
     return task
+
+
+def with_options(model: Model, options: Mapping[str, Any] | None) -> Model:
+    """The same loaded model with its task rebuilt under `options` (see build_task); the weights are not read
+    again. Callers check first that the model's task is the one the options were written for."""
+    if not options:
+        return model
+    task = build_task(model.path, model.task.config(), options, model.path)
+    if task.scale != model.scale:
+        raise CheckpointError(f"{model.path}: its task is x{task.scale} with these options but its network scales "
+                              f"x{model.scale}")
+    return replace(model, task=task)
+
+
+def chosen_task(task_cfg: Any) -> tuple[str | None, dict | None]:
+    """(`_target_`, options) of `task=<name> task.<option>=...` in evaluate.py / infer.py; (None, None) without."""
+    if task_cfg is None:
+        return None, None
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(task_cfg, resolve=True) if not isinstance(task_cfg, dict) else dict(task_cfg)
+    return options.pop("_target_", None), options
+
+
+def check_chosen(model: Model, target: str | None, flag: str = "task=") -> None:
+    """A `task=` choice must be the model's own task (its options are written for that task)."""
+    own = model.task.config()["_target_"]
+    if target is not None and target != own:
+        raise ValueError(f"{model.path}: a model of {own}, but {flag} chose {target}; leave task= out (the model "
+                         "file says its task) or choose the model's")
 
 
 def describe(path: Path, loaded: LoadedGenerator, options: Mapping[str, Any] | None = None) -> Model:
@@ -173,17 +216,14 @@ def describe(path: Path, loaded: LoadedGenerator, options: Mapping[str, Any] | N
             raise CheckpointError(f"{path}: a {loaded.purpose} model (x{loaded.scale}), which no task here runs")
     else:
         raise CheckpointError(f"{path}: names no task; re-export it with this version's train.py")
-    stored = build_task(path, config)
-    if stored.scale != loaded.scale:
-        raise CheckpointError(f"{path}: its task is x{stored.scale} but its network scales x{loaded.scale}")
-    task = build_task(path, config, options, given) if options else stored
+    task = build_task(path, config)
     if task.scale != loaded.scale:
-        raise CheckpointError(f"{given}: its task is x{task.scale} with these options but its network scales "
-                              f"x{loaded.scale}")
+        raise CheckpointError(f"{path}: its task is x{task.scale} but its network scales x{loaded.scale}")
     task.check_network(path, loaded.net, loaded.arch)
     in_ch, out_ch = loaded.channels
-    return Model(loaded.net, task, loaded.scale, in_ch, out_ch, loaded.pad_multiple, loaded.min_size, given,
-                 loaded.source, loaded.arch, dict(loaded.meta))
+    model = Model(loaded.net, task, loaded.scale, in_ch, out_ch, loaded.pad_multiple, given, loaded.source,
+                  loaded.arch, dict(loaded.meta))
+    return with_options(model, options)
 
 
 def load_model(

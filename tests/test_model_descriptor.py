@@ -82,7 +82,7 @@ def test_spandrel_only_denoiser_is_a_restoration_model(tmp_path: Path) -> None:
     torch.save(net.state_dict(), path)
     model = load_model(path)
     assert isinstance(model.task, RestorationTask) and model.task.grey is False and model.scale == 1
-    assert model.arch is None and "DnCNN" in model.source and model.min_size >= 1
+    assert model.arch is None and "DnCNN" in model.source
     x = torch.rand(1, 3, 20, 24)
     from restoregan.tasks.base import RunOptions
 
@@ -112,15 +112,41 @@ def test_task_that_does_not_fit_the_network_is_refused(tmp_path: Path) -> None:
 
 
 def test_options_lay_over_the_stored_task(tmp_path: Path) -> None:
-    """infer.py's and the pipeline's settings (trusted config) replace stored kwargs, None keeps the file's."""
+    """infer.py's, evaluate.py's and the pipeline's settings (trusted config) apply where they say something; what
+    the file says about the trained model stands unless the task lets an option change it."""
     weights = sr_export(tmp_path, scale=2)
     assert load_model(weights, options={"scale": None}).task.scale == 2
-    # conf/task/sr.yaml's default (4) is no override: `task=sr` alone keeps an x2 model x2
+    # conf/task/sr.yaml's default (4) says nothing: `task=sr` alone keeps an x2 model x2
     assert load_model(weights, options={"scale": 4}).task.scale == 2
-    with pytest.raises(CheckpointError, match="its task is x3 with these options but its network scales x2"):
+    with pytest.raises(CheckpointError, match="task.scale=3: the model file says 2; that is the model's own") as info:
         load_model(weights, options={"scale": 3})
+    assert str(info.value).startswith(str(weights))  # the option is the user's: the file given is named
     with pytest.raises(CheckpointError, match="cannot build task restoregan.tasks.sr.SuperResolutionTask"):
         load_model(weights, options={"no_such_option": 1})
+    # a restoration model: `grey` may be chosen for the report (overridable), the damage seed is an option
+    net = perturb(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=1))
+    arch = {"_target_": "restoregan.gans.rrdbnet.RRDBNet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 1}
+    colour = save_export(tmp_path / "colour", net, arch, {"task": RestorationTask(grey=False).config(), "scale": 1})
+    assert load_model(colour).task.grey is False
+    assert load_model(colour, options={"grey": None, "seed": 0}).task.grey is False  # the yaml's defaults
+    task = load_model(colour, options={"grey": True, "seed": 5}).task
+    assert task.grey is True and task.seed == 5
+
+
+def test_a_file_holds_only_what_describes_the_model(tmp_path: Path) -> None:
+    """Application options (a damage seed, an output switch) are the user's to set, never a file's; the shared
+    base ImageToImageTask is no task a file may name."""
+    net = perturb(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=1))
+    arch = {"_target_": "restoregan.gans.rrdbnet.RRDBNet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 1}
+    config = {**RestorationTask().config(), "save_inputs": True}
+    weights = save_export(tmp_path / "m", net, arch, {"task": config, "scale": 1})
+    with pytest.raises(CheckpointError, match="task.save_inputs: not something a model file says") as info:
+        load_model(weights)
+    assert str(info.value).startswith(str(weights.with_suffix(".yaml")))
+    weights = save_export(tmp_path / "b", net, arch,
+                          {"task": {"_target_": "restoregan.tasks.image.ImageToImageTask"}, "scale": 1})
+    with pytest.raises(CheckpointError, match="ImageToImageTask is not allowed; it is no task class"):
+        load_model(weights)
 
 
 def test_receptive_radius_is_measured_on_the_network() -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from restoregan.cli import check_ranges
 from restoregan.data.io import set_max_pixels
 from restoregan.evaluation.loop import evaluate_models
 from restoregan.evaluation.report import check_report_outputs
 from restoregan.inference.tiled import check_tiling, resolve_device
-from restoregan.models import Model, load_model
+from restoregan.models import Model, check_chosen, chosen_task, load_model, with_options
 from restoregan.tasks.base import RunOptions, Task
 
 # checked up front (restoregan.cli.check_ranges): key -> (least value; what it takes)
@@ -47,34 +47,16 @@ def method_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def task_options(cfg: DictConfig) -> dict | None:
-    """`task=<name> task.<option>=...`: the options laid over each model file's own task settings."""
-    if cfg.get("task") is None:
-        return None
-    options = OmegaConf.to_container(cfg.task, resolve=True)
-    options.pop("_target_", None)
-    return options
-
-
 def load_models(cfg: DictConfig, device: torch.device) -> dict[str, Model]:
-    """cfg.ckpt's models by report name, `task.<option>=...` laid over each file's task settings; errors are one
-    line naming the file."""
-    paths = checkpoint_paths(cfg.get("ckpt"))
-    options = task_options(cfg)
-    models = {}
+    """cfg.ckpt's models by report name, `task.<option>=...` laid over each file's task settings once `task=` is
+    checked to be the file's own; errors are one line naming the file."""
+    target, options = chosen_task(cfg.get("task"))
+    paths, models = checkpoint_paths(cfg.get("ckpt")), {}
     for name, path in zip(method_names(paths), paths):
-        if options is not None:  # the file's task first: options meant for another task would fail obscurely
-            check_chosen_task(cfg, load_model(path, "cpu"))
-        models[name] = load_model(path, device, options)
+        model = load_model(path, device)
+        check_chosen(model, target)
+        models[name] = with_options(model, options)
     return models
-
-
-def check_chosen_task(cfg: DictConfig, model: Model) -> None:
-    """`task=<name>` given with a model: it must be the model's task."""
-    chosen, target = cfg.task.get("_target_"), model.task.config()["_target_"]
-    if chosen != target:
-        raise ValueError(f"{model.path}: a model of {target}, but task= chose {chosen}; leave task= out (the model "
-                         "file says its task) or choose the model's")
 
 
 def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
@@ -90,8 +72,6 @@ def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
         if model.task.config() != config:
             raise ValueError(f"{model.path}: a model of {_describe(model.task.config())}, but {first.path} is one of "
                              f"{_describe(config)}; models of different tasks cannot share a report")
-    if cfg.get("task") is not None:
-        check_chosen_task(cfg, first)
     return first.task
 
 

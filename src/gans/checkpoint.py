@@ -73,7 +73,6 @@ class LoadedGenerator:
     purpose: str | None = None  # community models: "SR", "Restoration", ... (spandrel's word)
     channels: tuple[int | None, int | None] = (None, None)  # (input, output) channels, None when not declared
     pad_multiple: int = 1  # input sides must divide this
-    min_size: int = 1  # smallest input side
     described_in: Path | None = None  # the file holding the description (the yaml beside an export's weights)
 
 
@@ -311,7 +310,7 @@ def _from_description(
     channels = tuple(arch.get(k, params[k].default if k in params else None) for k in ("num_in_ch", "num_out_ch"))
     channels = tuple(c if isinstance(c, int) and not isinstance(c, bool) else None for c in channels)
     return LoadedGenerator(net, scale, task, arch, f"{source}: {arch['_target_']}", meta, None, channels,
-                           net_multiple(net, scale), described_in=path)
+                           net_multiple(net), described_in=path)
 
 
 # --- descriptions: only our own generator classes, from plain data --------------------------------
@@ -567,7 +566,7 @@ def _from_state_dict(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
             source = f"ESRGAN-family state dict: RRDBNet({_kwargs_str(kwargs)})"
             scale = kwargs["scale"]
             return LoadedGenerator(net, scale, None, arch, source, {}, "SR" if scale > 1 else "Restoration",
-                                   (kwargs.get("num_in_ch", 3), kwargs.get("num_out_ch", 3)), net_multiple(net, scale))
+                                   (kwargs.get("num_in_ch", 3), kwargs.get("num_out_ch", 3)), net_multiple(net))
         except CheckpointError:
             pass  # RRDB-like names but a variant we do not cover: let spandrel try
     return _from_spandrel(path, obj)
@@ -617,5 +616,4 @@ def _from_spandrel(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
         str(descriptor.purpose),
         (int(descriptor.input_channels), int(descriptor.output_channels)),
         max(1, int(req.multiple_of)),
-        max(1, int(req.minimum)),
     )

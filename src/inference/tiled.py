@@ -77,7 +77,7 @@ def upscale(
     device = torch.device(device)
     half = half and device.type == "cuda"
     if pad_multiple is None:
-        pad_multiple = net_multiple(net, scale)
+        pad_multiple = net_multiple(net)
 
     b, c, h, w = x.shape
     if tile is None or (tile >= h and tile >= w):

@@ -30,9 +30,9 @@ from restoregan.atomic import remove_stale_temps
 from restoregan.data.video import VideoInfo, VideoReadError, iter_frames, probe
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.inference.tiled import prepare_for_inference, resolve_device, resolve_half
-from restoregan.models import Model, load_model
+from restoregan.models import Model, load_model, with_options
 from restoregan.outputs import Inputs
-from restoregan.pipeline.checkpoints import checkpoint_digest, export_task, file_digest, resolve_checkpoint
+from restoregan.pipeline.checkpoints import checkpoint_digest, file_digest, resolve_checkpoint
 from restoregan.pipeline.output import Sinks, assemble, check_encoder, output_format, sink_paths
 from restoregan.pipeline.segments import Segment, WorkDir, run_chain, stage_windows
 from restoregan.tasks.base import Item, RunOptions, Stage
@@ -79,17 +79,16 @@ def _wrong_task(name: str, path: Path, got: str, want: str) -> ValueError:
 
 
 def load_stage_model(name: str, scfg: DictConfig, path: Path, device: torch.device) -> Model:
-    """The stage's model with its options laid over the task; one of another task than `stages.<name>.task` is
-    refused (read from an export's yaml before anything is built, else from the loaded model)."""
+    """The stage's model with its options laid over its task, once the task is checked to be the one
+    `stages.<name>.task` asks for (options written for another task would fail obscurely)."""
     want = scfg.get("task")
-    if want is not None and path.with_suffix(".yaml").is_file() and path.suffix in (".yaml", ".safetensors"):
-        got = export_task(path.with_suffix(".yaml"))
-        if got is not None and got != want:  # before its options meet a task they were not written for
-            raise _wrong_task(name, path, got, want)
-    model = load_model(path, device, options=stage_options(scfg))
+    model = load_model(path, device)
     if want is not None and model.task.name != want:
         raise _wrong_task(name, path, model.task.name, want)
-    return model
+    try:
+        return with_options(model, stage_options(scfg))
+    except CheckpointError as err:  # name the stage's key: that is where the option was set
+        raise ValueError(f"stages.{name}: {err}") from None
 
 
 def check_first(order: list[str], models: Mapping[str, Model]) -> None:

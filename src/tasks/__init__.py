@@ -14,6 +14,8 @@ import pkgutil
 from collections.abc import Iterator
 from typing import Any, Mapping
 
+from restoregan.tasks.base import is_task_class
+
 
 def builtin_task_classes() -> Iterator[type]:
     """The task classes defined in this package's modules (those with a `config` method), in module order."""
@@ -22,8 +24,7 @@ def builtin_task_classes() -> Iterator[type]:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for value in vars(module).values():
-            if isinstance(value, type) and value.__module__ == module.__name__ and hasattr(value, "config") \
-                    and hasattr(value, "metric_columns"):
+            if isinstance(value, type) and value.__module__ == module.__name__ and is_task_class(value):
                 yield value
 
 

@@ -110,11 +110,13 @@ class EvalData:
 class Task(Protocol):
     """One restoration task. Attributes:
 
-    name            label: exports' and reports' `task`, the default pipeline stage's export search; compared
-                    nowhere outside the task's module
+    name            label: exports' and reports' `task`; the film pipeline matches a stage's `task` word to it
+                    when it looks for an export; no code branches on it
     scale           output side / input side (1 unless the task enlarges)
     metric_columns  (metric key, report header, decimals) of reports; the first is the primary metric (progress
                     bar, health's below-baseline default, crop-grid labels)
+    overridable     (optional) keys of `config()` an option may change for a loaded model (a render size); the
+                    others describe the trained model and come from its file
     output_suffix   infer.py names its outputs `<stem><output_suffix>.png|.mp4` ("_x4", "_color", ...)
     evaluate_hint   the data arguments of the evaluate.py command train.py prints at the end ("hr_dir=...")
     grid_crop       side (target pixels) of each crop in evaluate.py's comparison.png
@@ -157,6 +159,17 @@ class Task(Protocol):
     # (colorization's FID), called once per method by the evaluation loop; each metric has update(image, real)
     # (an (H, W, 3) image, real=True for the target) and compute() -> float; None (with the note saying why:
     # weights unavailable, switched off) reports null.
+
+
+TASK_METHODS = ("config", "check_network", "generate", "target", "discriminator_pair", "baselines", "metrics",
+                "grid_columns", "eval_data", "run_batch", "apply_batch", "stage", "sequence")
+
+
+def is_task_class(cls: Any) -> bool:
+    """A concrete class with the contract's methods and columns (not a shared base such as ImageToImageTask,
+    which marks itself `abstract_task`); checked before a model file's arguments ever reach a constructor."""
+    return (isinstance(cls, type) and not vars(cls).get("abstract_task", False)
+            and all(callable(getattr(cls, m, None)) for m in TASK_METHODS) and hasattr(cls, "metric_columns"))
 
 
 def task_config(task: Any, **kwargs: Any) -> dict:

@@ -47,6 +47,9 @@ class ColorizationTask:
     grid_crop = 192
     pipeline_first: ClassVar[bool] = False
 
+    # a chroma render size other than the trained one is a choice at inference (DeOldify's render factor)
+    overridable: ClassVar[tuple[str, ...]] = ("render_size",)
+
     def __init__(
         self,
         color_space: str | None = "yuv",

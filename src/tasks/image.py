@@ -27,6 +27,8 @@ RGB_COLUMNS = [("psnr", "PSNR (dB, RGB)", 2), ("ssim", "SSIM (RGB)", 4), ("lpips
 class ImageToImageTask:
     """`lq` (b, 3, h, w) -> `gt` (b, 3, h*s, w*s) with a plain `net(x)` generator."""
 
+    abstract_task = True  # a base to derive from, not a task a model file may name (subclasses are concrete)
+
     name: str = "image"
     scale: int = 1
     output_suffix: str = "_out"

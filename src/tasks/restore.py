@@ -49,8 +49,14 @@ class RestorationTask(ImageToImageTask):
     metric_columns: ClassVar[list[tuple[str, str, int]]] = RGB_COLUMNS
     pipeline_first: ClassVar[bool] = True  # damage goes before colour is guessed or detail invented
 
-    def __init__(self, grey: bool = True, conditional: bool = True, seed: int = 0, save_inputs: bool = False,
+    # evaluate.py may score a model against grey or colour references whatever it was trained on (task.grey=...)
+    overridable: ClassVar[tuple[str, ...]] = ("grey",)
+
+    def __init__(self, grey: bool | None = None, conditional: bool = True, seed: int = 0, save_inputs: bool = False,
                  damage: Mapping[str, Any] | None = None) -> None:
+        # grey None: black-and-white film, the usual archive case; None in conf/task/restore.yaml so that
+        # `task=restore` alone does not turn a colour model's references grey (restoregan.models.build_task)
+        grey = True if grey is None else grey
         for key, value in (("grey", grey), ("conditional", conditional), ("save_inputs", save_inputs)):
             if not isinstance(value, bool):
                 raise ValueError(f"task.{key}: {value!r} is not true or false")
