@@ -1,5 +1,8 @@
 """Train a restoration GAN: python train.py experiment=sr_quickstart [overrides].
 
+The task is the config group `task` (default sr, `task.scale=4`); each experiment selects its own
+(`override /task: colorize`), or choose one with task=<name> (conf/task/<name>.yaml).
+
 Resume an interrupted run with the same overrides plus `ckpt_path=last`. Errors end in one line on stderr
 (RESTOREGAN_TRACEBACK=1 shows the traceback).
 """

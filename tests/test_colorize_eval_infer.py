@@ -108,7 +108,7 @@ def _frames(folder: Path, n: int = 4) -> Path:
 
 def test_frame_folder_gets_frames_and_contact_sheet(model: Path, tmp_path: Path) -> None:
     """A folder of same-size frames is one sequence: the film pipeline's PNG frames (stabilised chroma, the
-    input's luminance) and a contact sheet. Flicker itself: test_colorize_task.py and evaluate.py task=temporal."""
+    input's luminance) and a contact sheet. Flicker itself: test_colorize_task.py and evaluate.py input=... result=...."""
     frames = _frames(tmp_path / "film")
     infer_in_process([f"ckpt={model}", f"input={frames}", f"output={tmp_path / 'out'}"])
     folder = tmp_path / "out" / "film_color"
@@ -138,7 +138,7 @@ def test_video_file_is_coloured_to_a_video(model: Path, tmp_path: Path) -> None:
     infer_in_process([f"ckpt={model}", f"input={video}", f"output={tmp_path / 'out'}", "video.max_frames=3"])
     result = tmp_path / "out" / "clip_color.mp4"
     assert result.exists() and (tmp_path / "out" / "clip_color_contact.png").exists()
-    assert not list((tmp_path / "out").glob("*stability*"))  # flicker is evaluate.py task=temporal's now
+    assert not list((tmp_path / "out").glob("*stability*"))  # flicker is evaluate.py input=... result=...'s now
 
     def times(path: Path) -> list[float]:
         with av.open(str(path)) as c:

@@ -1,4 +1,4 @@
-"""evaluate.py task=temporal: flow-warped frame differences of a result relative to its input."""
+"""evaluate.py input=ORIGINAL result=PROCESSED (the temporal report): flow-warped frame differences of a result relative to its input."""
 
 from __future__ import annotations
 

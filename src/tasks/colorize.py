@@ -7,7 +7,7 @@ grain, ...) the losses and the discriminator then judge colour alone, not a lumi
 change. Chroma is rendered at `render_size` (shorter side, DeOldify's render factor x 16) and upsampled onto the
 full-resolution luminance. Metrics: RGB PSNR/SSIM, mean CIEDE2000 delta E, Hasler-Suesstrunk colourfulness (also
 as a ratio to the reference's) and FID over the set. On video, chroma is stabilised over time along optical flow
-(`restoregan.inference.temporal`); flicker is measured by `evaluate.py task=temporal`.
+(`restoregan.inference.temporal`); flicker is measured by `evaluate.py input=ORIGINAL result=COLOURED`.
 """
 
 from __future__ import annotations
