@@ -18,7 +18,8 @@ from torch import nn
 
 from cli_utils import compose_conf
 from conftest import ROOT, shared_path
-from restoregan.evaluation.loop import evaluate_models, mean_or_none
+from restoregan.evaluation.loop import evaluate_models
+from restoregan.tasks.base import finite_mean
 from restoregan.evaluation.run import evaluate, load_models, method_names, report_task
 from restoregan.gans.checkpoint import CheckpointError, save_export
 from restoregan.models import Model
@@ -236,9 +237,9 @@ def test_a_model_named_like_a_baseline_or_producing_the_wrong_size_is_refused(tm
 
 
 def test_means_skip_non_finite_values_and_are_null_when_any_item_has_none() -> None:
-    assert mean_or_none([30.0, float("inf"), 32.0]) == 31.0  # identical frames: PSNR inf says nothing
-    assert mean_or_none([0.1, None]) is None
-    assert mean_or_none([float("inf")]) is None
+    assert finite_mean([30.0, float("inf"), 32.0]) == 31.0  # identical frames: PSNR inf says nothing
+    assert finite_mean([0.1, None]) is None
+    assert finite_mean([float("inf")]) is None
 
 
 class CountingTask(SuperResolutionTask):

@@ -16,7 +16,6 @@ target's most detailed crop beside each method's, labelled with the primary metr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
@@ -32,7 +31,7 @@ from restoregan.data.io import to_numpy
 from restoregan.evaluation.report import crop_grid, detail_box, markdown, report_inputs, write_report
 from restoregan.models import Model
 from restoregan.pretrained import MissingWeightsError
-from restoregan.tasks.base import RunOptions, Task
+from restoregan.tasks.base import RunOptions, Task, finite_mean
 from restoregan.tasks.image import quantize_t
 
 
@@ -46,14 +45,6 @@ def load_lpips(cfg: DictConfig, device: torch.device) -> tuple[Callable[[Tensor,
         return LPIPS(net=cfg.get("lpips_net", "alex")).to(device), None
     except MissingWeightsError as err:
         return None, str(err)
-
-
-def mean_or_none(values: list[float | None]) -> float | None:
-    """The mean over finite values; None when a value is missing or none is finite."""
-    if any(v is None for v in values):
-        return None
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else None
 
 
 def _size(t: Tensor) -> str:
@@ -142,7 +133,7 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
 
     summaries = {}
     for name in methods:
-        summaries[name] = {k: mean_or_none([r.get(k) for r in rows[name]]) for k in keys[name]}
+        summaries[name] = {k: finite_mean([r.get(k) for r in rows[name]]) for k in keys[name]}
         summaries[name].update(sets.compute(name))
     notes = {**({"lpips_note": lpips_note} if use_lpips else {}), **{f"{k}_note": n for k, n in sets.notes.items()}}
     report = {**data.header, **notes, "methods": {name: {**summaries[name], "images": rows[name]} for name in methods}}

@@ -10,6 +10,7 @@ task's datasets (training, validation) or by its `eval_data` (evaluate.py: batch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -178,11 +179,11 @@ def task_config(task: Any, **kwargs: Any) -> dict:
     return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **kwargs}
 
 
-def mean_scores(scores: dict[str, Tensor]) -> dict[str, float]:
-    """Per-item scores -> batch means over finite values (identical frames score PSNR inf: no information)."""
-    out = {}
-    for key, values in scores.items():
-        v = values.double()
-        finite = v[torch.isfinite(v)]
-        out[key] = float(finite.mean()) if finite.numel() else float("nan")
-    return out
+def finite_mean(values: Iterable[float | None]) -> float | None:
+    """The mean over finite values (identical images score PSNR inf: no information); None when a value is
+    missing (a metric not computed) or none is finite. Validation and evaluate.py average with this one rule."""
+    values = [None if v is None else float(v) for v in values]
+    if any(v is None for v in values):
+        return None
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from restoregan.gans.checkpoint import FORMAT_VERSION, CheckpointError
 from restoregan.losses.weighted import NonFiniteLossError, WeightedSum
 from restoregan.tasks import legacy_task
-from restoregan.tasks.base import Task, mean_scores
+from restoregan.tasks.base import Task, finite_mean
 from restoregan.training.ema import make_ema, update_ema, warmup_decay
 from restoregan.grids import save_grid
 from restoregan.training.health import TrainingHealthError, last_good_checkpoint
@@ -267,7 +267,7 @@ class GANModule(pl.LightningModule):
 
     def _log_mean(self, name: str, values: Tensor, prog_bar: bool = False) -> None:
         """Log a batch's per-item scores so that the validation's value is the mean over the finite items of the
-        whole set, as evaluate.py reports it (`mean_scores`): Lightning weights each batch by `batch_size`, here its
+        whole set, as evaluate.py reports it (`finite_mean`): Lightning weights each batch by `batch_size`, here its
         number of finite items; a batch of identical images only (PSNR inf, no information) adds nothing. A NaN
         (a broken output) is logged as NaN, so the validation's value is NaN and the health check sees it."""
         # float64 tensors: a Python float would be stored and averaged as float32, 1e-7 off evaluate.py's means
@@ -276,7 +276,7 @@ class GANModule(pl.LightningModule):
             self.log(name, torch.tensor(float("nan"), dtype=torch.float64), batch_size=1, sync_dist=True,
                      prog_bar=prog_bar)
         elif finite:
-            mean = torch.tensor(mean_scores({name: values})[name], dtype=torch.float64)
+            mean = torch.tensor(finite_mean(values.tolist()), dtype=torch.float64)
             self.log(name, mean, batch_size=finite, sync_dist=True, prog_bar=prog_bar)
 
     def on_validation_epoch_start(self) -> None:
