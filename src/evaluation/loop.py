@@ -102,7 +102,7 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
     rows: dict[str, list[dict]] = {name: [] for name in methods}
     keys: dict[str, list[str]] = {}  # the score keys of each method's rows
     grid_rows: list = []
-    total = len(data.items) if hasattr(data.items, "__len__") else None
+    total = data.count if data.count is not None else len(data.items) if hasattr(data.items, "__len__") else None
 
     with torch.no_grad():
         for batch in tqdm(chain([first], items), total=total, desc=f"evaluating {task.name}", unit="item"):

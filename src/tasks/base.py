@@ -104,6 +104,7 @@ class EvalData:
     title: Callable[[dict, int], str]  # (header, number of items scored) -> markdown heading
     sources: list = field(default_factory=list)  # paths the data came from (outputs must not land among them)
     notes: Callable[[dict], list[str]] = lambda header: []  # lines under the markdown table
+    count: int | None = None  # items `items` will yield, when known (the progress bar's total)
 
 
 # --- the protocol ----------------------------------------------------------------------------------------

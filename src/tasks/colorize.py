@@ -201,7 +201,7 @@ class ColorizationTask:
             return lines
 
         sources = [] if source.startswith("skimage") else [Path(source)]
-        return EvalData(items(), header, title, sources, notes)
+        return EvalData(items(), header, title, sources, notes, count=len(paths))
 
     def run_batch(self, model: Any, batch: dict, run: RunOptions) -> Tensor:
         return self.apply_batch(model, batch["lq"], run)

@@ -101,7 +101,8 @@ class ImageToImageTask:
                 yield {"lq": to_tensor(lq)[None], "gt": to_tensor(clean)[None], "name": path.name}
 
         header = {"dataset": cfg.get("dataset") or folder.name, "hr_dir": str(folder), "task": self.name}
-        return EvalData(items(), header, lambda h, n: f"{h['dataset']}: {self.name} ({n} images)", [folder])
+        return EvalData(items(), header, lambda h, n: f"{h['dataset']}: {self.name} ({n} images)", [folder],
+                        count=len(paths))
 
     def run_batch(self, model: Any, batch: dict, run: RunOptions) -> Tensor:
         return self.apply_batch(model, batch["lq"], run)

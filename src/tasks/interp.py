@@ -171,7 +171,7 @@ class InterpolationTask:
             "triplets_skipped_scene_cut": skipped,
             "scene_cuts_before": [frames[c].name for c in cuts],
         }
-        return EvalData(items(), header, _title, [source])
+        return EvalData(items(), header, _title, [source], count=len(starts))
 
     def run_batch(self, model: Any, batch: dict, run: RunOptions) -> Tensor:
         f0, f1 = batch["frame0"].to(run.device), batch["frame1"].to(run.device)

@@ -156,7 +156,7 @@ class RestorationTask(ImageToImageTask):
             kind = "grey" if h["grey"] else "colour"
             return f"{h['dataset']}: film restoration ({n} {kind} images, damage seed {h['seed']})"
 
-        return EvalData(items(), header, title, sources)
+        return EvalData(items(), header, title, sources, count=len(paths))
 
 
 def clean_images(source: str) -> list[Path]:

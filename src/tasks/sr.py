@@ -113,7 +113,7 @@ class SuperResolutionTask(ImageToImageTask):
             "crop_border": s,
         }
         title = lambda h, n: f"{h['dataset']} x{s} (LR: {h['lr_source']}, crop_border={s})"  # noqa: E731
-        return EvalData(items(), header, title, [hr_dir, lr_dir])
+        return EvalData(items(), header, title, [hr_dir, lr_dir], count=len(pairs))
 
 
 def single_channel(path: Path) -> bool:
