@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_common import ROOT, PeakMemory, bench_device, quick, sync, time_call, write_result  # noqa: E402
 
 from restoregan.gans.checkpoint import save_export  # noqa: E402
-from restoregan.inference.tiled import prepare_for_inference, upscale  # noqa: E402
+from restoregan.inference.tiled import apply_tiled, prepare_for_inference  # noqa: E402
 from restoregan.tasks.sr import SuperResolutionTask  # noqa: E402
 
 FRAME = (480, 854)  # 480p input, landscape 16:9
@@ -333,7 +333,7 @@ def bench_batching(device: torch.device) -> dict:
 
 
 def bench_tiling(device: torch.device) -> dict:
-    """restoregan.inference.tiled.upscale: tile size (at overlap 32, infer.py's default) and overlap (at tile
+    """restoregan.inference.tiled.apply_tiled: tile size (at overlap 32, infer.py's default) and overlap (at tile
     128) against one untiled pass. One timed call per setting (its output gives the difference too)."""
     net = build(REFERENCE, device)
     shape = CROPS[1] if quick() else CROPS[3]
@@ -343,7 +343,7 @@ def bench_tiling(device: torch.device) -> dict:
     def timed(tile: int | None, overlap: int) -> tuple[float, Tensor]:
         sync(device)
         t0 = time.perf_counter()
-        y = upscale(net, x, 4, tile=tile, overlap=overlap)
+        y = apply_tiled(net, x, 4, tile=tile, overlap=overlap)
         sync(device)
         return time.perf_counter() - t0, y
 

@@ -31,7 +31,7 @@ from restoregan.data.triplet_dataset import SyntheticMotionDataset
 from restoregan.evaluation.run import evaluate
 from restoregan.gans.checkpoint import save_export
 from restoregan.gans.restore_unet import RestoreUNet
-from restoregan.inference.tiled import upscale
+from restoregan.inference.tiled import apply_tiled
 from restoregan.tasks.colorize import ColorizationTask
 from restoregan.tasks.image import LPIPS_MIN_SIDE, min_side
 from restoregan.tasks.restore import RestorationTask
@@ -403,8 +403,8 @@ def test_padding_in_upscale_leaves_normal_images_as_the_net_pads_them() -> None:
     torch.nn.init.normal_(net.conv_last.weight, std=0.05)
     x = torch.rand(1, 3, 18, 27)
     with torch.no_grad():
-        assert torch.allclose(upscale(net, x, 1), net(x), atol=1e-6)  # reflect, as the net's own padding
-        tiny = upscale(net, torch.rand(1, 3, 1, 1), 1)  # the net alone cannot reflect-pad a 1x1 image
+        assert torch.allclose(apply_tiled(net, x, 1), net(x), atol=1e-6)  # reflect, as the net's own padding
+        tiny = apply_tiled(net, torch.rand(1, 3, 1, 1), 1)  # the net alone cannot reflect-pad a 1x1 image
     assert tiny.shape == (1, 3, 1, 1) and torch.isfinite(tiny).all()
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT
-from restoregan.inference.tiled import upscale
+from restoregan.inference.tiled import apply_tiled
 
 
 def _conv_net(scale: int = 2, in_ch: int = 3) -> nn.Module:
@@ -47,8 +47,8 @@ def _image(*shape: int) -> torch.Tensor:
 @pytest.mark.parametrize("tile", [8, 11, 16])
 def test_tiled_equals_untiled(size: tuple[int, int], tile: int) -> None:
     net, x = _conv_net(), _image(2, 3, *size)
-    full = upscale(net, x, 2)
-    tiled = upscale(net, x, 2, tile=tile, overlap=3)
+    full = apply_tiled(net, x, 2)
+    tiled = apply_tiled(net, x, 2, tile=tile, overlap=3)
     assert tiled.shape == (2, 3, size[0] * 2, size[1] * 2) and tiled.dtype == torch.float32
     torch.testing.assert_close(tiled, full, atol=1e-6, rtol=0)
 
@@ -56,27 +56,27 @@ def test_tiled_equals_untiled(size: tuple[int, int], tile: int) -> None:
 def test_overlap_below_receptive_field_is_detected() -> None:
     """The equality test is sensitive: too little context changes pixels near tile seams."""
     net, x = _conv_net(), _image(1, 3, 37, 53)
-    assert (upscale(net, x, 2, tile=8, overlap=1) - upscale(net, x, 2)).abs().max() > 1e-3
+    assert (apply_tiled(net, x, 2, tile=8, overlap=1) - apply_tiled(net, x, 2)).abs().max() > 1e-3
 
 
 def test_tile_larger_than_image_and_unbatched_input() -> None:
     net, x = _conv_net(), _image(3, 13, 7)
-    full = upscale(net, x, 2)
+    full = apply_tiled(net, x, 2)
     assert full.shape == (3, 26, 14)
-    assert torch.equal(upscale(net, x, 2, tile=512, overlap=32), full)
-    assert torch.equal(upscale(net, x, 2, tile=32, overlap=32, half=True), full)  # fp16 only on CUDA
+    assert torch.equal(apply_tiled(net, x, 2, tile=512, overlap=32), full)
+    assert torch.equal(apply_tiled(net, x, 2, tile=32, overlap=32, half=True), full)  # fp16 only on CUDA
 
 
 def test_pad_multiple_for_pixel_unshuffle_nets() -> None:
     net, x = UnshuffleNet(), _image(1, 3, 23, 31)  # odd sides
-    full = upscale(net, x, 2, pad_multiple=2)
+    full = apply_tiled(net, x, 2, pad_multiple=2)
     assert full.shape == (1, 3, 46, 62)
-    torch.testing.assert_close(upscale(net, x, 2, tile=9, overlap=8, pad_multiple=2), full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(apply_tiled(net, x, 2, tile=9, overlap=8, pad_multiple=2), full, atol=1e-6, rtol=0)
 
 
 def test_wrong_scale_is_reported() -> None:
     with pytest.raises(ValueError, match="not scale=4"):
-        upscale(_conv_net(), _image(1, 3, 8, 8), 4)
+        apply_tiled(_conv_net(), _image(1, 3, 8, 8), 4)
 
 
 # --- infer.py -------------------------------------------------------------------------------------------------

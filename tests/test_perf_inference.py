@@ -17,7 +17,7 @@ from conftest import ROOT
 from restoregan.gans.checkpoint import save_export
 from restoregan.gans.rrdbnet import RRDBNet
 from restoregan.gans.srresnet import SRResNet
-from restoregan.inference.tiled import prepare_for_inference, upscale
+from restoregan.inference.tiled import apply_tiled, prepare_for_inference
 from restoregan.pipeline import run as pipeline_run
 from restoregan.tasks.sr import SuperResolutionTask
 
@@ -36,12 +36,12 @@ def _image(*shape: int) -> torch.Tensor:
 @pytest.mark.parametrize("tile", [None, 12])
 def test_channels_last_gives_the_same_output(tile: int | None) -> None:
     net, x = _tiny_rrdbnet(), _image(3, 21, 30)
-    ref = upscale(net, x, 4, tile=tile, overlap=8)
+    ref = apply_tiled(net, x, 4, tile=tile, overlap=8)
     keys = list(net.state_dict())
     assert prepare_for_inference(net, channels_last=True) is net
     assert net.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
     assert list(net.state_dict()) == keys  # exports and checkpoints keep their key names
-    out = upscale(net, x, 4, tile=tile, overlap=8)
+    out = apply_tiled(net, x, 4, tile=tile, overlap=8)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
 
 
@@ -64,7 +64,7 @@ def test_bf16_runs_in_bfloat16_and_returns_float32_close_to_fp32() -> None:
     with torch.inference_mode():
         ref = net(x)
         prepare_for_inference(net, bf16=True)
-        out = upscale(net, x, 4)
+        out = apply_tiled(net, x, 4)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             direct = net.__class__.forward(net, x).float()  # what the switch promises to run
     assert out.dtype == torch.float32

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from restoregan.gans.restore_unet import RestoreUNet
-from restoregan.inference.tiled import upscale
+from restoregan.inference.tiled import apply_tiled
 from restoregan.models import load_model
 from restoregan.tasks.restore import RestorationTask, median3
 from restoregan.training.run import train
@@ -54,7 +54,7 @@ def test_each_phase_trains_what_it_should_and_exports(experiment: str, tmp_path:
         y = loaded.net(x)
         assert y.shape == x.shape
         assert torch.allclose(y, result.module.net_g_eval.cpu()(x), atol=1e-5)
-        tiled = upscale(loaded.net, x, 1, tile=16, overlap=32)  # how the film pipeline applies it
+        tiled = apply_tiled(loaded.net, x, 1, tile=16, overlap=32)  # how the film pipeline applies it
     assert torch.allclose(tiled, y, atol=1e-4)
 
 

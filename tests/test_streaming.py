@@ -207,7 +207,7 @@ def test_ranks_draw_independent_augmentations(monkeypatch) -> None:
     rank so rank 1 draws other crops than rank 0, while rank 0 keeps the single-process stream."""
     import torch
 
-    from restoregan.data.datasets import _ProcessRandom
+    from restoregan.data.datasets import ProcessRandom
 
     def first_draws(rank: int | None) -> list[float]:
         if rank is None:
@@ -215,7 +215,7 @@ def test_ranks_draw_independent_augmentations(monkeypatch) -> None:
         else:
             monkeypatch.setenv("RANK", str(rank))
         torch.manual_seed(123)
-        return _ProcessRandom().get().random(4).tolist()
+        return ProcessRandom().get().random(4).tolist()
 
     single, rank0, rank1 = first_draws(None), first_draws(0), first_draws(1)
     assert rank0 == single

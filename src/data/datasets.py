@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from restoregan.data.io import (
     ImageReadError, check_images, decode_hf_image, inspect_image, list_images, read_image, to_tensor,
 )
-from restoregan.data.rng import _ProcessRandom
+from restoregan.data.rng import ProcessRandom
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -126,7 +126,7 @@ class HRImageDataset(Dataset):
             # every header read once, up front: a bad file fails here by name, not in a worker mid-run
             self.sizes = [(info.height, info.width) for info in check_images(self.paths)]
             self._check_sizes()
-        self._random = _ProcessRandom()
+        self._random = ProcessRandom()
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self._augment = A.Compose(
             [A.RandomCrop(crop_size, crop_size), A.HorizontalFlip(), A.RandomRotate90()] if train and crop_size else []
@@ -282,7 +282,7 @@ class PairedImageDataset(Dataset):
         self.pairs = [(lr_by_stem[hr.stem], hr) for hr in hr_files]
         for lr, hr in self.pairs:
             self._check_pair(lr, hr)
-        self._random = _ProcessRandom()
+        self._random = ProcessRandom()
 
     def _check_pair(self, lr: Path, hr: Path) -> None:
         (hh, hw), (lh, lw) = image_size(hr), image_size(lr)

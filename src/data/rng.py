@@ -1,7 +1,7 @@
 """Randomness of training items.
 
 Inside `item_random(seed, epoch, index)` (TrainingDataModule's loader wraps each item in it) every
-`_ProcessRandom.get()` returns one generator seeded from that key, so an item's crop, flips and degradation are a
+`ProcessRandom.get()` returns one generator seeded from that key, so an item's crop, flips and degradation are a
 pure function of (seed, epoch, index): the same whatever the worker count, the DDP rank that draws it, or a
 restart from a checkpoint. Outside it (a dataset indexed directly, streamed data), each process falls back to its
 own generator seeded off torch's initial seed.
@@ -29,7 +29,7 @@ def item_random(*key: int) -> Iterator[np.random.Generator]:
         _item = previous
 
 
-class _ProcessRandom:
+class ProcessRandom:
     """The item's generator inside `item_random`; else a numpy generator created lazily in each process."""
 
     def __init__(self) -> None:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from restoregan.data.datasets import HRImageDataset
-from restoregan.data.rng import _ProcessRandom
+from restoregan.data.rng import ProcessRandom
 from restoregan.data.io import ImageReadError, check_images, read_image, to_tensor
 from restoregan.data.video import SceneCutDetector, VideoReadError, read_frames, windows_without_cuts
 
@@ -103,7 +103,7 @@ class SyntheticMotionDataset(Dataset):
         self.source_scale = tuple(source_scale)
         self.grey_prob, self.flicker, self.noise = grey_prob, flicker, noise
         self._photos: dict[int, np.ndarray] = {}  # decoded once per process: a handful of photos
-        self._random = _ProcessRandom()
+        self._random = ProcessRandom()
 
     def __len__(self) -> int:
         return len(self.paths) * self.repeat
@@ -214,7 +214,7 @@ class VideoWindowDataset(Dataset):
                 self.starts += [(clip, i, window) for i in windows_without_cuts(len(frames), window - 1, cuts)]
         if not self.starts:
             raise VideoReadError(f"{sources[0]}: no window of {self.windows} frames without a scene cut")
-        self._random = _ProcessRandom()
+        self._random = ProcessRandom()
 
     def __len__(self) -> int:
         return len(self.starts) * self.repeat

@@ -1,4 +1,4 @@
-"""Tiled inference: upscale images larger than GPU memory allows, tile by tile.
+"""Tiled inference: run an image-to-image network (any scale) on images larger than GPU memory allows, tile by tile.
 
 Each tile is run with `overlap` extra input pixels of context on every side (fewer at the image border), and
 only the output of its core is kept (crop-of-overlap, no blending). For a convolutional net whose receptive
@@ -47,7 +47,7 @@ def _run(net: nn.Module, x: Tensor, scale: int, device: torch.device, half: bool
 
 
 @torch.inference_mode()
-def upscale(
+def apply_tiled(
     net: nn.Module,
     img: Tensor,
     scale: int,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from restoregan.data.io import ImageReadError, inspect_image, list_images, read_image, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
-from restoregan.inference.tiled import upscale
+from restoregan.inference.tiled import apply_tiled
 from restoregan.metrics.image import psnr_rgb, ssim_rgb
 from restoregan.tasks.base import EvalData, FrameByFrame, RunOptions, Stage, task_config
 
@@ -109,7 +109,7 @@ class ImageToImageTask:
 
     # --- application ---
     def apply_batch(self, model: Any, x: Tensor, run: RunOptions) -> Tensor:
-        return upscale(model.net, x, model.scale, run.tile, run.tile_overlap, run.device, run.half,
+        return apply_tiled(model.net, x, model.scale, run.tile, run.tile_overlap, run.device, run.half,
                        pad_multiple=model.pad_multiple)
 
     def stage(self, name: str, model: Any, run: RunOptions) -> Stage:
