@@ -40,7 +40,9 @@ def test_four_stages_2x_rate_2x_size_same_duration_audio_kept(runs: Path, tmp_pa
     assert got["audio"] == before["audio"] and got["audio"]["codec"] == "aac"
     assert abs(got["audio"]["end"] - got["video_duration"]) <= 1 / fps
     contact = Image.open(tmp_path / "restored_contact.png")
-    assert contact.size[0] == 2 * 128 and contact.size[1] > 6 * 96  # 6 rows of input | output, 96 px high cells
+    # 6 rows of input | output (96 px high cells), then input | output detail at full resolution: 96 px squares,
+    # the largest up to 128 px that fit a 96-high frame
+    assert contact.size[0] == 2 * 128 + 2 * 96 and contact.size[1] > 6 * 96
 
 
 def test_audio_the_container_cannot_hold_is_reencoded_to_aac(runs: Path, tmp_path: Path) -> None:

@@ -12,6 +12,11 @@ and their pixels (mean absolute difference at 64 px width) differ strongly. Need
 as cuts. On the shared newsreel clip its three cuts score histogram distances 0.53-0.76 and mean differences
 0.22-0.42, while motion and flashes stay below 0.24 and 0.10.
 
+Colour: a video's YUV samples mean RGB only through its matrix and range (and its primaries and transfer say
+which RGB). `ColourInfo` holds what the stream says; what it leaves unsaid is guessed as players guess (BT.601 below
+720 lines, BT.709 at and above, limited range). Frames are converted to RGB with it, and `VideoWriter` converts back
+with it and writes it as tags, so a 480p film upscaled to 1080p is not then read as BT.709 by a player.
+
 Writing: `VideoWriter` encodes frames at explicit timestamps (H.264 with a CRF, lossless FFV1, ...) into an mp4,
 mov or Matroska container and can carry the audio of another file along (`AudioCarrier`: packets copied when
 the container takes their codec, else re-encoded to AAC).
@@ -29,6 +34,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import Colorspace, ColorRange, Interpolation
 from tqdm import tqdm
 
 from restoregan.data.io import ImageReadError, list_images, read_image
@@ -48,6 +54,89 @@ class Frame:
     pts: int | None = None  # presentation timestamp in the stream's time_base (videos only)
 
 
+# FFmpeg's numbers (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic), as PyAV reports them
+UNSPECIFIED = 2  # matrix, primaries and transfer alike
+RGB_MATRIX = 0
+LIMITED, FULL = 1, 2  # "tv" (16-235) and "pc" (0-255) range; 0 is unspecified
+BT709, BT470BG, SMPTE170M = 1, 5, 6  # BT.709; BT.601 625-line (PAL) and 525-line (NTSC)
+_MATRIX_NAMES = {0: "rgb", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc",
+                 10: "bt2020c"}
+# the matrices swscale converts with (its own numbering); others (YCgCo, ...) fall back to the size's guess
+_SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
+               7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}
+# full-chroma, accurately rounded conversions: within a level of the exact BT.601/709 arithmetic
+_SWS_FLAGS = (Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+              | Interpolation.FULL_CHR_H_INP)
+
+
+@dataclass(frozen=True)
+class ColourInfo:
+    """How a video's samples map to colour: matrix (colorspace), range, primaries and transfer, in FFmpeg's numbers.
+    `tagged`: the file named its matrix (else it and any other unnamed field were guessed, see `guess_colour`)."""
+
+    matrix: int = BT709
+    range: int = LIMITED
+    primaries: int = BT709
+    transfer: int = BT709
+    tagged: bool = True
+
+    def __str__(self) -> str:
+        matrix = _MATRIX_NAMES.get(self.matrix, str(self.matrix))
+        return f"{matrix}/{'pc' if self.range == FULL else 'tv'}{'' if self.tagged else ' (guessed)'}"
+
+    @property
+    def sws_matrix(self) -> Colorspace:
+        return _SWS_MATRIX.get(self.matrix, Colorspace.ITU709)
+
+    @property
+    def sws_range(self) -> ColorRange:
+        return ColorRange.JPEG if self.range == FULL else ColorRange.MPEG
+
+
+def guess_colour(height: int) -> ColourInfo:
+    """What players assume of an untagged video `height` lines high: BT.601 below 720 (PAL primaries at 576/288
+    lines, NTSC's otherwise), BT.709 at and above; limited range."""
+    if height >= 720:
+        return ColourInfo(BT709, LIMITED, BT709, BT709, tagged=False)
+    sd = BT470BG if height in (576, 288) else SMPTE170M
+    return ColourInfo(sd, LIMITED, sd, SMPTE170M, tagged=False)
+
+
+def _named(value: int) -> bool:
+    return value not in (0, UNSPECIFIED, 3)  # reserved, unspecified, reserved
+
+
+def stream_colour(stream: av.video.stream.VideoStream) -> ColourInfo:
+    """A video stream's colour description: its tags, with what they leave unsaid guessed from its height."""
+    cc = stream.codec_context
+    fmt = cc.format
+    if fmt is not None and fmt.is_rgb:  # no matrix to apply (FFV1 RGB, PNG in a container, ...)
+        return ColourInfo(RGB_MATRIX, FULL, cc.color_primaries if _named(cc.color_primaries) else BT709,
+                          cc.color_trc if _named(cc.color_trc) else BT709, tagged=False)
+    guess = guess_colour(cc.height)
+    full = fmt is not None and fmt.name.startswith("yuvj")  # the old full-range formats carry no range tag
+    tagged = cc.colorspace in _SWS_MATRIX
+    return ColourInfo(
+        cc.colorspace if tagged else guess.matrix,
+        cc.color_range if cc.color_range in (LIMITED, FULL) else FULL if full else guess.range,
+        cc.color_primaries if _named(cc.color_primaries) else guess.primaries,
+        cc.color_trc if _named(cc.color_trc) else guess.transfer,
+        tagged=tagged,
+    )
+
+
+def _frame_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame, converted with the frame's own tags where it has them (they may
+    change mid-stream), else the stream's description."""
+    if frame.format.is_rgb:
+        return frame.to_ndarray(format="rgb24")
+    if frame.colorspace in _SWS_MATRIX or frame.color_range in (LIMITED, FULL):
+        colour = ColourInfo(frame.colorspace if frame.colorspace in _SWS_MATRIX else colour.matrix,
+                            frame.color_range if frame.color_range in (LIMITED, FULL) else colour.range)
+    return frame.to_ndarray(format="rgb24", src_colorspace=colour.sws_matrix, src_color_range=colour.sws_range,
+                            interpolation=_SWS_FLAGS)
+
+
 @dataclass
 class VideoInfo:
     path: Path
@@ -56,6 +145,7 @@ class VideoInfo:
     time_base: Fraction | None
     frames: int | None  # count if known up front (folders: always; videos: from the container, may be 0)
     size: tuple[int, int] | None = None  # (H, W), videos only
+    colour: ColourInfo | None = None  # videos only (folders hold RGB images)
 
 
 def is_video_file(path: Path) -> bool:
@@ -96,7 +186,8 @@ def probe(source: str | Path) -> VideoInfo:
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate
         size = (stream.codec_context.height, stream.codec_context.width)
-        return VideoInfo(path, False, Fraction(fps) if fps else None, Fraction(stream.time_base), stream.frames, size)
+        return VideoInfo(path, False, Fraction(fps) if fps else None, Fraction(stream.time_base), stream.frames, size,
+                         stream_colour(stream))
 
 
 def iter_frames(source: str | Path, complete: bool = False) -> Iterator[Frame]:
@@ -132,9 +223,10 @@ def _iter_unchecked(path: Path) -> Iterator[Frame]:
             yield Frame(i, read_image(file), file.name)
         return
     with _open(path) as container:
+        colour = stream_colour(container.streams.video[0])
         try:
             for i, frame in enumerate(container.decode(video=0)):
-                rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+                rgb = _frame_rgb(frame, colour).astype(np.float32) / 255.0
                 yield Frame(i, rgb, f"frame_{i:06d}", frame.pts)
         except av.error.FFmpegError as err:
             raise VideoReadError(f"{path}: corrupt video, decoding failed ({_first_line(err)})") from None
@@ -322,7 +414,10 @@ class VideoWriter:
     `container_format`: mp4 | mov | matroska (the temp file's name has no telling suffix). `audio_from`: a file
     whose first audio stream is carried along (see `AudioCarrier`), cut at `audio_end` seconds when given.
     `name`: the output the user asked for, named in messages instead of the temp file; `config`: the block of
-    the options (`restore` -> `restore.pix_fmt`, `restore.codec`), named in messages as what to change."""
+    the options (`restore` -> `restore.pix_fmt`, `restore.codec`), named in messages as what to change.
+    `colour`: the matrix and range RGB frames are converted to YUV with, and the tags written (primaries and
+    transfer too), so players read back the colours given; by default (and for an RGB source's description) BT.709
+    limited range. RGB pixel formats (bgr0) take no matrix: only primaries and transfer are tagged."""
 
     def __init__(
         self,
@@ -336,8 +431,10 @@ class VideoWriter:
         audio_end: float | None = None,
         name: str | Path | None = None,
         config: str | None = None,
+        colour: ColourInfo | None = None,
     ) -> None:
         self.path = Path(path)
+        self.colour = colour
         self.name = Path(name) if name is not None else self.path
         self.pix_fmt_key = f"{config}.pix_fmt" if config else "pix_fmt"
         self.container = av.open(str(path), mode="w", format=container_format)
@@ -389,11 +486,27 @@ class VideoWriter:
         except ValueError as err:
             raise ValueError(f"{self.name}: {self.pix_fmt_key}={pix_fmt}: {_first_line(err)}") from None
         self.stream.width, self.stream.height = w, h
+        self._tag_colour(av.VideoFormat(pix_fmt).is_rgb)
         # kept apart: muxers may change the stream's time base once the header is written (Matroska to
         # 1/1000, mp4 to a finer one), and frames must be read in the base their pts were given in
         self.tb = tb if tb is not None else 1 / self.rate
         self.stream.time_base = self.stream.codec_context.time_base = self.tb
         self.opened = True
+
+    def _tag_colour(self, rgb: bool) -> None:
+        """The output's colour description (`self.yuv`: what frames are converted with, None for RGB), set on the
+        encoder before it opens, so H.264's VUI and the container's colour atom carry it."""
+        given = self.colour if self.colour is not None else ColourInfo()
+        cc = self.stream.codec_context
+        if rgb:
+            self.yuv = None
+            cc.colorspace, cc.color_range = RGB_MATRIX, FULL
+        else:
+            matrix = given.matrix if given.matrix in _SWS_MATRIX else BT709
+            self.yuv = ColourInfo(matrix, given.range if given.range in (LIMITED, FULL) else LIMITED,
+                                  given.primaries, given.transfer)
+            cc.colorspace, cc.color_range = self.yuv.matrix, self.yuv.range
+        cc.color_primaries, cc.color_trc = given.primaries, given.transfer
 
     def write(self, img: np.ndarray, pts: int | None = None, tb: Fraction | None = None) -> None:
         try:
@@ -408,6 +521,9 @@ class VideoWriter:
         if first:
             self._open(h, w, tb)
         frame = av.VideoFrame.from_ndarray(_to_uint8(img), format="rgb24")
+        if self.yuv is not None:  # converted here, with the output's matrix (the encoder would assume BT.601)
+            frame = frame.reformat(format=self.stream.pix_fmt, dst_colorspace=self.yuv.sws_matrix,
+                                   dst_color_range=self.yuv.sws_range, interpolation=_SWS_FLAGS)
         frame.pts = pts if pts is not None else self.count
         frame.time_base = self.tb
         try:

@@ -1,6 +1,8 @@
 """The finished film from its segments: one encode (H.264 with a CRF, lossless FFV1, or PNG frames) with the
-input's audio carried over, written to a temp name and renamed only when complete; optionally a before | after
-video, and a contact sheet of a few frames (input | output)."""
+input's audio and colour description (restoregan.data.video.ColourInfo) carried over, written to a temp name and
+renamed only when complete; optionally a before | after video, and a contact sheet of a few frames (input |
+output, shrunk, then the output's most detailed CONTACT_CROP square at full resolution beside the same region of
+the input at the output's size)."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ from tqdm import tqdm
 
 from restoregan.atomic import Staged
 from restoregan.data.io import write_image
-from restoregan.data.video import VideoWriter, container_for, copy_audio, has_audio, iter_frames
+from restoregan.data.video import ColourInfo, VideoWriter, container_for, copy_audio, has_audio, iter_frames
 from restoregan.pipeline.segments import Segment, WorkDir
-from restoregan.grids import grid_image
+from restoregan.grids import detail_box, grid_image
 
 FORMATS = ("h264", "ffv1", "png")
 SUFFIXES = {"h264": ".mp4", "ffv1": ".mkv", "png": ""}  # what infer.py names a single model's video output
@@ -129,8 +131,10 @@ def assemble(
     audio_end: float | None,
     contact_frames: int,
     contact_side: int,
+    colour: ColourInfo | None = None,
 ) -> list[Path]:
-    """Encode every segment's frames in order into the outputs (see module docstring); returns them."""
+    """Encode every segment's frames in order into the outputs (see module docstring); returns them. `colour`: the
+    input's description, kept by the videos written (None, e.g. for a frame folder: BT.709)."""
     total = sum(len(s.items) for s in segments)
     n_input = segments[-1].end
     sheet_at = set(np.linspace(0, n_input - 1, min(contact_frames, n_input)).round().astype(int).tolist())
@@ -149,7 +153,7 @@ def assemble(
         inputs = _InputFrames(source) if sbs_tmp is not None or sheet_at else None
         sbs: VideoWriter | None = None
         if sbs_tmp is not None:
-            sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4", name=sinks.side_by_side)
+            sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4", name=sinks.side_by_side, colour=colour)
         try:
             for index, pts, tb, img in stream:
                 before = None
@@ -159,7 +163,7 @@ def assemble(
                     sbs.write(np.concatenate([before, img], axis=1), pts, tb)
                 if index in sheet_at:
                     sheet_at.discard(index)  # the first output frame of that input frame
-                    sheet_rows.append([(f"frame {index} input", _chw(before)), ("output", _chw(img))])
+                    sheet_rows.append(contact_row(index, before, img))
                 yield index, pts, tb, img
         finally:
             if sbs is not None:
@@ -178,7 +182,8 @@ def assemble(
             def encode(tmp: str) -> None:
                 quality = crf if codec == "libx264" else None
                 writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
-                                     source if carry_audio else None, audio_end, name=sinks.output, config="video")
+                                     source if carry_audio else None, audio_end, name=sinks.output, config="video",
+                                     colour=colour)
                 try:
                     for _, pts, tb, img in compare(frames(), sbs_tmp):
                         writer.write(img, pts, tb)
@@ -187,10 +192,23 @@ def assemble(
 
             staged.write(sinks.output, encode)
         if sinks.contact and sheet_rows:
-            sheet = grid_image(sheet_rows, max_side=contact_side)
+            sheet = grid_image(sheet_rows, max_side=contact_side, full_size=(2, 3))  # the crops: full resolution
             staged.write(sinks.contact, lambda tmp: sheet.save(tmp, format="PNG"))
         written = [sinks.output, *(t for t in staged.targets() if t != sinks.output)]
     return written
+
+
+CONTACT_CROP = 128  # side of the contact sheet's full-resolution crops (output pixels)
+
+
+def contact_row(index: int, before: np.ndarray, img: np.ndarray) -> list[tuple[str, torch.Tensor]]:
+    """A contact-sheet row: input frame `index` (`before`, at the output's size) and output `img`, shrunk by
+    grid_image; then, at full resolution, the input and output at the output's most detailed square (labelled
+    with its box: x, y, side in output pixels)."""
+    top, left, side = detail_box(img, CONTACT_CROP)
+    cut = lambda a: a[top : top + side, left : left + side]  # noqa: E731
+    return [(f"frame {index} input", _chw(before)), ("output", _chw(img)),
+            (f"input x={left} y={top}", _chw(cut(before))), (f"output {side}px", _chw(cut(img)))]
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:

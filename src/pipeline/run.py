@@ -288,7 +288,7 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
             last = segments[-1]
             audio_end = float(last.items[-1][1] * last.time_base + 1 / rate)
         written = assemble(work, segments, sinks, source, rate, vcfg.crf, vcfg.pix_fmt, vcfg.audio, audio_end,
-                           vcfg.contact_frames, vcfg.contact_side)
+                           vcfg.contact_frames, vcfg.contact_side, info.colour)
         completed = True
     finally:  # a run refused before its first segment (1-frame input, mixed frame sizes) leaves nothing behind
         work.close(remove=(completed and not vcfg.keep_segments) or not any(work.path.glob("seg_*")))
