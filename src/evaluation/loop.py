@@ -8,10 +8,12 @@ fresh accumulators; a metric takes `update(image, real)` ((H, W, 3) 8-bit-quanti
 are the real set, the method's outputs the other) and `compute() -> float`. None (weights unavailable, switched
 off) makes the key null for every method, with `<key>_note` saying why.
 
-The report: metrics.json = {**header, lpips_note, <key>_note, "methods": {name: {means, "images": rows}}}, a row
-per item {"image": name, **item["info"], **scores}; means over finite values (identical frames score PSNR inf),
-None where any item has none; metrics.md (title, table of `task.metric_columns`, notes); comparison.png (the
-target's most detailed crop beside each method's, labelled with the primary metric).
+The report: metrics.json = {**header, lpips_note, <key>_note, "methods": {name: {means, ["checkpoint"], "images":
+rows}}}, a row per item {"image": name, **item["info"], **scores}; means over finite values (identical frames score
+PSNR inf), None where any item has none; a model's "checkpoint" is its file's path and sha256 (an export's weights
+and yaml: `report.checkpoint_record`), hashed before scoring; baselines have none. metrics.md (title, table of
+`task.metric_columns`, notes); comparison.png: per item an overview of the target with the crop box outlined,
+the target's most detailed crop, then each method's, labelled with the primary metric's header and value.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from restoregan.data.io import to_numpy
-from restoregan.evaluation.report import crop_grid, detail_box, markdown, report_inputs, write_report
+from restoregan.evaluation.report import (checkpoint_record, comparison_row, crop_grid, markdown, report_inputs,
+                                         write_report)
 from restoregan.models import Model
 from restoregan.pretrained import MissingWeightsError
 from restoregan.tasks.base import RunOptions, Task, finite_mean
@@ -94,8 +97,9 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
             raise ValueError(f"{model.path}: its report name {name!r} is the name of a baseline of task {task.name}; "
                              "rename the file")
     methods = [*baselines, *models]
+    # hashed before scoring: the numbers belong to the file as it was read (loaded just before this)
+    checkpoints = {name: checkpoint_record(model.path) for name, model in models.items()}
     columns = task.metric_columns
-    primary, primary_header, primary_digits = columns[0]
     use_lpips = any(key == "lpips" for key, _, _ in columns)
     lpips, lpips_note = load_lpips(cfg, run.device) if use_lpips else (None, None)
     sets = SetScores(task, methods, run.device)
@@ -128,14 +132,19 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
                 rows[name].append({"image": item, **batch.get("info", {}), **scores})
                 outputs[name] = out_q
             if len(grid_rows) < cfg.get("grid_images", 5):
-                grid_rows.append(_grid_row(item, target_q, outputs, rows, primary, primary_header, primary_digits,
-                                           task.grid_crop))
+                values = {name: rows[name][-1].get(columns[0][0]) for name in outputs}
+                grid_rows.append(comparison_row(item, to_numpy(target_q),
+                                                {name: to_numpy(out) for name, out in outputs.items()}, values,
+                                                columns[0], task.grid_crop))
 
     summaries = {}
     for name in methods:
         summaries[name] = {k: finite_mean([r.get(k) for r in rows[name]]) for k in keys[name]}
         summaries[name].update(sets.compute(name))
     notes = {**({"lpips_note": lpips_note} if use_lpips else {}), **{f"{k}_note": n for k, n in sets.notes.items()}}
+    for name, record in checkpoints.items():
+        if record is not None:  # None: a model built in memory (tests), read from no file
+            summaries[name]["checkpoint"] = record
     report = {**data.header, **notes, "methods": {name: {**summaries[name], "images": rows[name]} for name in methods}}
     n = len(rows[methods[0]])
     lines = list(data.notes(data.header))
@@ -147,16 +156,3 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
     write_report(Path(cfg.out_dir), report, text, crop_grid(grid_rows), inputs)
     return report
 
-
-def _grid_row(item: str, target: Tensor, outputs: dict[str, Tensor], rows: dict[str, list[dict]], key: str,
-              header: str, digits: int, side: int) -> list:
-    """The target's crop with the most detail, then each method's, labelled with the primary metric."""
-    tgt = to_numpy(target)
-    top, left, side = detail_box(tgt, side)
-    cut = lambda a: a[top : top + side, left : left + side]  # noqa: E731
-    label = header.split(" (")[0]
-    row = [(cut(tgt), ["target", item])]
-    for name, out in outputs.items():
-        value = rows[name][-1].get(key)
-        row.append((cut(to_numpy(out)), [name, f"{label} {'n/a' if value is None else f'{value:.{digits}f}'}"]))
-    return row
