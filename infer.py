@@ -125,9 +125,15 @@ def infer(cfg: DictConfig) -> list[Path]:
 @hydra.main(config_path="conf", config_name="infer", version_base="1.3")
 @cli.task
 def main(cfg: DictConfig) -> None:
-    targets = infer(cfg)
-    where = targets[0] if len(targets) == 1 else f"{len(targets)} images in {Path(cfg.output)}"
-    print(f"wrote {where}")
+    print(wrote_line(infer(cfg), Path(cfg.output)))
+
+
+def wrote_line(targets: list[Path], output: Path) -> str:
+    """The last line: the one output (an image, a video, a frame folder), else how many files, named by kind."""
+    if len(targets) == 1:
+        return f"wrote {targets[0]}"
+    noun = "images" if all(p.suffix.lower() == ".png" for p in targets) else "files"
+    return f"wrote {len(targets)} {noun} in {output}"
 
 
 if __name__ == "__main__":

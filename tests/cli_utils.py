@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -36,3 +38,19 @@ def photo_folder(folder: Path, n: int = 2) -> Path:
     for i, img in enumerate([skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()][:n]):
         Image.fromarray(img[::4, ::4]).save(folder / f"photo{i}.png")
     return folder
+
+
+@pytest.fixture
+def logging_restored():
+    """Hydra configures logging when a script's main runs (dictConfig disables every existing logger): put it back,
+    or later tests in this process lose the records of loggers created at import."""
+    manager = logging.root.manager
+    before = {name: (lg.disabled, lg.level, list(lg.handlers), lg.propagate)
+              for name, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    root = (logging.root.level, list(logging.root.handlers))
+    yield
+    for name, (disabled, level, handlers, propagate) in before.items():
+        logger = manager.loggerDict[name]
+        logger.disabled, logger.level, logger.handlers, logger.propagate = disabled, level, handlers, propagate
+    logging.root.setLevel(root[0])
+    logging.root.handlers = root[1]

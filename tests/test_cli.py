@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import importlib.util
 import inspect
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cli_utils import logging_restored  # noqa: F401  (a fixture, used by _logging_kept)
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -22,19 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _logging_restored():
-    """Hydra configures logging when a script's main runs (dictConfig disables every existing logger): put it back,
-    or later tests in this process lose the records of loggers created at import."""
-    manager = logging.root.manager
-    before = {name: (lg.disabled, lg.level, list(lg.handlers), lg.propagate)
-              for name, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}
-    root = (logging.root.level, list(logging.root.handlers))
-    yield
-    for name, (disabled, level, handlers, propagate) in before.items():
-        logger = manager.loggerDict[name]
-        logger.disabled, logger.level, logger.handlers, logger.propagate = disabled, level, handlers, propagate
-    logging.root.setLevel(root[0])
-    logging.root.handlers = root[1]
+def _logging_kept(logging_restored) -> None:
+    """Each test here runs a script's main in process: Hydra's logging setup is undone after it (cli_utils)."""
 
 
 def _script_module(script: str, monkeypatch: pytest.MonkeyPatch):

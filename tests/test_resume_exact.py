@@ -118,7 +118,7 @@ def _killed_mid_checkpoint(run_dir: Path) -> None:
     original = checkpoint_io._write
 
     def half_then_killed(path: str, data: memoryview) -> None:
-        if "iter0000012" in path:
+        if "iter0000008" in path:
             with open(path, "wb") as f:
                 f.write(data[: len(data) // 2])
                 f.flush()
@@ -154,8 +154,8 @@ def test_sigkill_while_writing_a_checkpoint_then_resumed_equals_uninterrupted(tm
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
     checkpoints = tmp_path / "checkpoints"
     temps = [p.name for p in checkpoints.iterdir() if p.name.endswith(".tmp")]
-    assert len(temps) == 1 and temps[0].startswith(".iter0000012.ckpt."), temps  # the half-written one, aside
-    assert not (checkpoints / "iter0000012.ckpt").exists()
+    assert len(temps) == 1 and temps[0].startswith(".iter0000008.ckpt."), temps  # the half-written one, aside
+    assert not (checkpoints / "iter0000008.ckpt").exists()
     assert _load(tmp_path)["state_dict"]["iteration"].item() == 6  # the previous checkpoint, whole
 
     _run(tmp_path, monkeypatch, resume=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -182,10 +183,20 @@ def finish(trainer: pl.Trainer, module: GANModule, run_dir: Path) -> None:
                 f"healthy state (iteration {int(module.iteration)}); the final state is in {final}")
 
 
+class IterationCheckpoint(ModelCheckpoint):
+    """Names checkpoints by GAN iteration, as the validation grids are (`iter0000060.ckpt` beside
+    `val_iter0000060.png`), not by Lightning's global_step, which counts optimizer steps (two per GAN iteration)."""
+
+    def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["iteration"] = torch.tensor(int(trainer.lightning_module.iteration))
+        return candidates
+
+
 def build_callbacks(cfg: DictConfig, run_dir: Path, health: HealthConfig) -> list[pl.Callback]:
-    checkpoint = ModelCheckpoint(
+    checkpoint = IterationCheckpoint(
         dirpath=run_dir / "checkpoints",
-        filename="iter{step:07d}",
+        filename="iter{iteration:07d}",
         auto_insert_metric_name=False,
         save_last=True,
         save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
