@@ -87,7 +87,8 @@ def infer_images(cfg: DictConfig, model: Model, source: Path, run: RunOptions) -
     output = Path(cfg.output)
     inputs = list_images(source) if source.is_dir() else [source]
     targets = output_paths(inputs, output, model.task.output_suffix, source, cfg.ckpt)
-    largest = max((max(image_size(p)) for p in inputs), default=0)
+    # the headers are read again only when tiling may apply (the note measures the model's receptive field)
+    largest = max((max(image_size(p)) for p in inputs), default=0) if run.tile is not None else 0
     note = tiling_note(model, run.tile, run.tile_overlap, largest)
     if note:
         print(note)

@@ -18,6 +18,7 @@ import inspect
 import os
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,13 +54,12 @@ class Model:
     def __str__(self) -> str:
         return f"{self.path} ({self.task.name} x{self.scale}, {self.source})"
 
+    @cached_property
     def receptive_radius(self) -> int | None:
         """Input pixels of context each output pixel sees, measured on this network's weights (None: wider than
         64, or global); measured once, when asked (seconds for a large network on a CPU). The overlap tiling
         needs to equal one pass: see `tiling_note`."""
-        if not hasattr(self, "_radius"):
-            self._radius = receptive_radius(self.net, self.in_channels or 3, multiple=self.pad_multiple)
-        return self._radius
+        return receptive_radius(self.net, self.in_channels or 3, multiple=self.pad_multiple)
 
 
 def tiling_note(model: Model, tile: int | None, overlap: int, largest_side: int) -> str | None:
@@ -67,7 +67,7 @@ def tiling_note(model: Model, tile: int | None, overlap: int, largest_side: int)
     tile overlap (tiled results then differ slightly at tile seams). None when the image fits one tile."""
     if tile is None or largest_side <= tile:
         return None
-    radius = model.receptive_radius()
+    radius = model.receptive_radius
     if radius is not None and radius <= overlap:
         return None
     wide = "wider than 64 pixels" if radius is None else f"{radius} pixels"
@@ -239,3 +239,22 @@ def load_model(
     except Exception as err:  # the loader's message, one line, starting with the path
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from err
+
+
+def task_from_config(task_cfg: Any) -> Task:
+    """The task `task=<name>` (conf/task/<name>.yaml plus overrides: trusted config, built by Hydra) describes, its
+    keyword arguments plain data (what an export stores); train.py's and a baseline-only evaluate.py's. Errors in
+    one line naming the key."""
+    try:
+        from hydra.utils import instantiate
+
+        task = instantiate(task_cfg, _convert_="all")
+    except Exception as err:  # Hydra wraps the constructor's error in several lines; its cause says it
+        cause = err.__cause__ or err
+        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if not msg.startswith("task"):  # name the config key: "scale=0: ..." -> "task.scale=0: ..."
+            msg = f"task.{msg}" if re.match(r"\w+[=:]", msg) else f"task: {msg}"
+        raise ValueError(msg) from err
+    if not isinstance(task, Task):
+        raise ValueError(f"task._target_: {task_cfg.get('_target_')} is not a task (restoregan.tasks.base.Task)")
+    return task

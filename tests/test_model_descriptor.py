@@ -172,7 +172,7 @@ def test_tiling_note_when_the_overlap_is_narrower_than_the_field(tmp_path: Path)
     from restoregan.models import tiling_note
 
     model = load_model(sr_export(tmp_path, scale=2))  # SRResNet, 1 block: 5 LR convs, then HR convs
-    radius = model.receptive_radius()
+    radius = model.receptive_radius
     assert radius is not None and 4 <= radius <= 8
     assert tiling_note(model, tile=None, overlap=0, largest_side=500) is None  # one pass
     assert tiling_note(model, tile=64, overlap=0, largest_side=64) is None  # fits one tile

@@ -29,13 +29,12 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from restoregan.data.io import to_numpy
+from restoregan.data.io import quantize, to_numpy
 from restoregan.evaluation.report import (checkpoint_record, comparison_row, crop_grid, markdown, report_inputs,
                                          write_report)
 from restoregan.models import Model
 from restoregan.pretrained import MissingWeightsError
 from restoregan.tasks.base import RunOptions, Task, finite_mean
-from restoregan.tasks.image import quantize_t
 
 
 def load_lpips(cfg: DictConfig, device: torch.device) -> tuple[Callable[[Tensor, Tensor], Tensor] | None, str | None]:
@@ -115,14 +114,14 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
             outputs = dict(task.baselines(batch))
             for name, model in models.items():
                 outputs[name] = task.run_batch(model, batch, run)
-            target_q = quantize_t(target)
+            target_q = quantize(target)
             for name, output in outputs.items():
                 if output.shape[-2:] != target.shape[-2:]:
                     who = f"{models[name].path}: produced" if name in models else f"{item}: baseline {name} made"
                     raise ValueError(f"{who} {_size(output)} for {item}, whose target is {_size(target)}")
                 output = output.to(target.device)
                 scores = {k: float(v[0]) for k, v in task.metrics(output, batch).items()}
-                out_q = quantize_t(output)
+                out_q = quantize(output)
                 if use_lpips:
                     scores["lpips"] = None if lpips is None else float(
                         lpips(out_q.to(run.device), target_q.to(run.device))[0])

@@ -4,11 +4,9 @@ processed video against its input instead (no model)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from restoregan.cli import check_ranges
@@ -16,7 +14,7 @@ from restoregan.data.io import set_max_pixels
 from restoregan.evaluation.loop import evaluate_models
 from restoregan.evaluation.report import check_report_outputs
 from restoregan.inference.tiled import check_tiling, resolve_device
-from restoregan.models import Model, check_chosen, chosen_task, load_model, with_options
+from restoregan.models import Model, check_chosen, chosen_task, load_model, task_from_config, with_options
 from restoregan.tasks.base import RunOptions, Task
 
 # checked up front (restoregan.cli.check_ranges): key -> (least value; what it takes)
@@ -65,7 +63,7 @@ def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
         if cfg.get("task") is None:
             raise ValueError("task=<name> is needed for a report without models (python evaluate.py task=sr "
                              "hr_dir=DIR out_dir=DIR); or give ckpt=MODEL, whose file says its task")
-        return build_task(cfg.task)
+        return task_from_config(cfg.task)
     first = next(iter(models.values()))
     config = first.task.config()
     for model in models.values():
@@ -73,21 +71,6 @@ def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
             raise ValueError(f"{model.path}: a model of {_describe(model.task.config())}, but {first.path} is one of "
                              f"{_describe(config)}; models of different tasks cannot share a report")
     return first.task
-
-
-def build_task(task_cfg: DictConfig) -> Task:
-    """The task `task=<name>` (conf/task/<name>.yaml plus overrides) describes; errors in one line."""
-    try:
-        task = instantiate(task_cfg, _convert_="all")
-    except Exception as err:  # Hydra wraps the constructor's error in several lines; its cause says it
-        cause = err.__cause__ or err
-        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        if not msg.startswith("task"):  # name the config key: "scale=0: ..." -> "task.scale=0: ..."
-            msg = f"task.{msg}" if re.match(r"\w+[=:]", msg) else f"task: {msg}"
-        raise ValueError(msg) from err
-    if not isinstance(task, Task):
-        raise ValueError(f"task._target_: {task_cfg.get('_target_')} is not a task (restoregan.tasks.base.Task)")
-    return task
 
 
 def _describe(config: dict) -> str:

@@ -33,7 +33,7 @@ from restoregan.inference.temporal import ChromaStabilizer, Motion
 from restoregan.metrics.color import FID, colorfulness, delta_e
 from restoregan.metrics.image import psnr_rgb, ssim_rgb
 from restoregan.tasks.base import EvalData, Item, RunOptions, Stage, batches, task_config
-from restoregan.tasks.image import quantize_t, refuse_small
+from restoregan.tasks.image import refuse_small
 
 
 class ColorizationTask:
@@ -136,7 +136,7 @@ class ColorizationTask:
         the target's. Validation scores against the original's chroma on the (possibly damaged) input's
         luminance, so a luminance the model may not change is not counted against it; evaluate.py against the
         photo itself (see `target`)."""
-        out, ref = quantize_t(output), quantize_t(self.target(batch))
+        out, ref = quantize(output), quantize(self.target(batch))
         rows: dict[str, list[float]] = {"delta_e": [], "colorfulness": [], "colorfulness_ratio": []}
         for o, r in zip(out, ref):
             o_np, r_np = o.permute(1, 2, 0).double().cpu().numpy(), r.permute(1, 2, 0).double().cpu().numpy()
@@ -219,7 +219,7 @@ class ColorizationTask:
         8-bit quantised. Never tiled: chroma is rendered whole at the render size."""
         space, render_size = self.model_settings(model)
         lum = luminance(x.to(run.device), space)
-        return quantize_t(compose(lum, predict_chroma(model.net, lum, render_size), space))
+        return quantize(compose(lum, predict_chroma(model.net, lum, render_size), space))
 
     def stage(self, name: str, model: Any, run: RunOptions) -> Stage:
         return ColorizeStage(name, self, model, run)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from restoregan.data.io import ImageReadError, inspect_image, list_images, read_image, to_tensor
+from restoregan.data.datasets import mod_crop
+from restoregan.data.io import ImageReadError, inspect_image, list_images, quantize, read_image, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.inference.tiled import apply_tiled
 from restoregan.metrics.image import psnr_rgb, ssim_rgb
@@ -71,7 +71,7 @@ class ImageToImageTask:
 
     def metrics(self, output: Tensor, batch: dict) -> dict[str, Tensor]:
         """RGB PSNR and SSIM of 8-bit quantised images, no border crop."""
-        out, tgt = quantize_t(output), quantize_t(self.target(batch))
+        out, tgt = quantize(output), quantize(self.target(batch))
         return {"psnr": psnr_rgb(out, tgt).cpu(), "ssim": ssim_rgb(out, tgt)}
 
     def grid_columns(self, batch: dict, output: Tensor) -> list[tuple[str, Tensor]]:
@@ -117,16 +117,6 @@ class ImageToImageTask:
 
     def sequence(self, files: list) -> bool:
         return False  # each image on its own (a folder of frames too: no frame needs another)
-
-
-def quantize_t(x: Tensor) -> Tensor:
-    return torch.round(x.clamp(0, 1) * 255.0) / 255.0
-
-
-def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop bottom/right so both sides are multiples of `scale`, as the SR literature does."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
 
 
 def refuse_small(paths: list[Path], least: int, why: str, multiple: int = 1) -> None:

@@ -30,13 +30,13 @@ from omegaconf import DictConfig
 from skimage.metrics import structural_similarity
 from torch import Tensor, nn
 
-from restoregan.data.io import to_tensor
+from restoregan.data.io import quantize, to_tensor
 from restoregan.data.video import SceneCutDetector, VideoReadError, duplicate_frames, read_frames, windows_without_cuts
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.gans.interp_net import InterpolationNet
 from restoregan.metrics.image import psnr_rgb, rgb_to_y
 from restoregan.tasks.base import EvalData, Item, RunOptions, Stage, task_config
-from restoregan.tasks.image import min_side, quantize_t
+from restoregan.tasks.image import min_side
 
 EVAL_T = 0.5  # evaluate.py predicts the middle frame of each triplet
 
@@ -113,7 +113,7 @@ class InterpolationTask:
 
     def metrics(self, output: Tensor, batch: dict) -> dict[str, Tensor]:
         """(b,) PSNR on RGB and SSIM on luma of 8-bit quantised frames."""
-        out, tgt = quantize_t(output), quantize_t(self.target(batch))
+        out, tgt = quantize(output), quantize(self.target(batch))
         return {"psnr": psnr_rgb(out, tgt).cpu(), "ssim": ssim_luma(out, tgt)}
 
     def grid_columns(self, batch: dict, output: Tensor) -> list[tuple[str, Tensor]]:

@@ -22,7 +22,8 @@ from restoregan.data.imresize import imresize
 from restoregan.data.io import list_images, quantize, read_image, to_tensor
 from restoregan.metrics.image import psnr_y, ssim_y
 from restoregan.tasks.base import EvalData, task_config
-from restoregan.tasks.image import ImageToImageTask, dataset_name, min_side, mod_crop, quantize_t, refuse_small
+from restoregan.data.datasets import mod_crop
+from restoregan.tasks.image import ImageToImageTask, dataset_name, min_side, refuse_small
 
 
 class SuperResolutionTask(ImageToImageTask):
@@ -60,7 +61,7 @@ class SuperResolutionTask(ImageToImageTask):
     def metrics(self, output: Tensor, batch: dict) -> dict[str, Tensor]:
         """Y channel, `scale` pixels cropped from each border, 8-bit quantised; items flagged `grey` (a
         single-channel source file) on 0-255 grey levels."""
-        out, tgt = quantize_t(output), quantize_t(self.target(batch))
+        out, tgt = quantize(output), quantize(self.target(batch))
         grey = batch.get("grey")
         flags = [bool(g) for g in grey] if grey is not None else [False] * out.shape[0]
         psnr = [float(psnr_y(o[None], t[None], self.scale, g)[0]) for o, t, g in zip(out, tgt, flags)]

@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import Logger
 from restoregan.data.io import set_max_pixels
 from restoregan.gans.checkpoint import load_generator, save_export, torch_load_weights_only
 from restoregan.losses.weighted import WeightedSum
-from restoregan.tasks.base import Task
+from restoregan.models import task_from_config
 from restoregan.training.gan_module import GANModule
 from restoregan.training.health import (
     HealthConfig,
@@ -79,7 +79,7 @@ def build_module(cfg: DictConfig) -> GANModule:
     return GANModule(
         net_g=net_g,
         net_d=net_d,
-        task=instantiate_task(cfg),
+        task=task_from_config(cfg.task),
         pretrain_loss=instantiate_terms(cfg.loss.pretrain),
         content_loss=instantiate_terms(cfg.loss.content),
         adversarial_loss=instantiate(adversarial.fn) if adversarial else None,
@@ -89,15 +89,6 @@ def build_module(cfg: DictConfig) -> GANModule:
         generator_config=OmegaConf.to_container(cfg.generator, resolve=True),
         **instantiate(cfg.model, _convert_="partial"),
     )
-
-
-def instantiate_task(cfg: DictConfig) -> Task:
-    """The run's task from `task:` (conf/task/<name>.yaml), its keyword arguments plain data (what an export stores)."""
-    task = instantiate(cfg.task, _convert_="all")
-    if not isinstance(task, Task):
-        raise ValueError(f"task._target_={cfg.task._target_}: not a task (restoregan.tasks.base.Task); choose one with "
-                         "task=<name> (conf/task/)")
-    return task
 
 
 def instantiate_terms(node: DictConfig) -> WeightedSum:
