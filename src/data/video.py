@@ -17,21 +17,36 @@ which RGB). `ColourInfo` holds what the stream says; what it leaves unsaid is gu
 720 lines, BT.709 at and above, limited range). Frames are converted to RGB with it, and `VideoWriter` converts back
 with it and writes it as tags, so a 480p film upscaled to 1080p is not then read as BT.709 by a player.
 
+Depth: a stream of more than 8 bits per sample (yuv420p10le, ...) is decoded to 16-bit RGB (`Frame.image` is float32
+either way, so it keeps the finer levels); `VideoWriter` writes 10-bit formats when asked (`depth`), converting from
+16-bit RGB.
+
+Interlacing: a stream whose field order says interlaced (tt, bb, tb, bt), or whose first frames look combed
+(`combing`: lines that stand out from both neighbours, the other field, while each field alone is smooth), can be
+deinterlaced on decoding (`iter_frames(deinterlace=True)`: FFmpeg's bwdif, one frame out per frame in, on the
+decoded YUV samples before any conversion, timestamps kept).
+
 Writing: `VideoWriter` encodes frames at explicit timestamps (H.264 with a CRF, lossless FFV1, ...) into an mp4,
-mov or Matroska container and can carry the audio of another file along (`AudioCarrier`: packets copied when
-the container takes their codec, else re-encoded to AAC).
+mov or Matroska container and can carry every audio and subtitle stream of another file along (`AudioCarrier`:
+packets copied when the container takes their codec, else re-encoded to AAC; `SubtitleCarrier`: copied, text
+subtitles converted between mov_text and SubRip when the container takes only the other, bitmap ones it cannot
+hold left out with a note).
 """
 
 from __future__ import annotations
 
 import errno
+import re
+import struct
 import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.filter
 import cv2
 import numpy as np
 from av.video.reformatter import Colorspace, ColorRange, Interpolation
@@ -125,16 +140,101 @@ def stream_colour(stream: av.video.stream.VideoStream) -> ColourInfo:
     )
 
 
-def _frame_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a decoded frame, converted with the frame's own tags where it has them (they may
-    change mid-stream), else the stream's description."""
+def format_bits(pix_fmt: str | av.VideoFormat | None) -> int:
+    """Bits per sample of a pixel format (its deepest component; 8 when unknown)."""
+    if pix_fmt is None:
+        return 8
+    fmt = av.VideoFormat(pix_fmt) if isinstance(pix_fmt, str) else pix_fmt
+    return max((c.bits for c in fmt.components), default=8)
+
+
+def stream_bits(stream: av.video.stream.VideoStream) -> int:
+    """Bits per sample the stream's frames decode to (8 for 8-bit and unknown formats)."""
+    return format_bits(stream.codec_context.format)
+
+
+# FFmpeg's AVFieldOrder: how a stream's frames hold fields
+FIELD_UNKNOWN, PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = range(6)
+INTERLACED = (FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT)
+
+
+def _frame_rgb(frame: av.VideoFrame, colour: ColourInfo, deep: bool = False) -> np.ndarray:
+    """(H, W, 3) RGB of a decoded frame (uint8, or uint16 when `deep`), converted with the frame's own tags where it
+    has them (they may change mid-stream), else the stream's description."""
+    rgb = "gbrp16le" if deep else "rgb24"  # planar: swscale's packed rgb48le path with full-chroma flags garbles rows
     if frame.format.is_rgb:
-        return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format=rgb)
     if frame.colorspace in _SWS_MATRIX or frame.color_range in (LIMITED, FULL):
         colour = ColourInfo(frame.colorspace if frame.colorspace in _SWS_MATRIX else colour.matrix,
                             frame.color_range if frame.color_range in (LIMITED, FULL) else colour.range)
-    return frame.to_ndarray(format="rgb24", src_colorspace=colour.sws_matrix, src_color_range=colour.sws_range,
+    return frame.to_ndarray(format=rgb, src_colorspace=colour.sws_matrix, src_color_range=colour.sws_range,
                             interpolation=_SWS_FLAGS)
+
+
+# --- interlacing -------------------------------------------------------------------------------------------
+COMB_STEP = 0.04  # a line stands out from both neighbours by more than this (about 10 levels of 255)
+
+
+def _zigzag(grey: np.ndarray, step: float) -> float:
+    """Share of inner lines' pixels that are a vertical extreme by more than `step` on both sides."""
+    mid = grey[1:-1]
+    return float((((mid - grey[:-2]) * (mid - grey[2:])) > step * step).mean()) if len(grey) > 2 else 0.0
+
+
+def combing(image: np.ndarray, step: float = COMB_STEP) -> tuple[float, float]:
+    """(frame, fields): how combed a frame looks. `frame` is the share of pixels whose line stands out from both
+    neighbouring lines (the other field) by more than `step`; `fields` the same within each field alone (lines two
+    apart). Two fields of a moving picture woven together zig-zag at every moving edge while each field is smooth;
+    fine progressive texture zig-zags in the fields too."""
+    grey = image.mean(axis=-1, dtype=np.float32)
+    return _zigzag(grey, step), 0.5 * (_zigzag(grey[0::2], step) + _zigzag(grey[1::2], step))
+
+
+def looks_combed(images: list[np.ndarray], step: float = COMB_STEP) -> bool:
+    """Whether frames look interlaced: on average at least 1 % of pixels combed and three times as many as within
+    the fields (still frames comb nowhere and cannot tell; they do not count against)."""
+    if not images:
+        return False
+    scores = np.array([combing(img, step) for img in images])
+    frame, fields = scores.mean(axis=0)
+    return bool(frame > 0.01 and frame > 3 * fields)
+
+
+def _pull_all(graph: av.filter.Graph) -> list[av.VideoFrame]:
+    out = []
+    while True:
+        try:
+            out.append(graph.pull())
+        except (BlockingIOError, EOFError, av.error.BlockingIOError, av.error.EOFError):
+            return out
+
+
+def deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """`frames` of `stream` through FFmpeg's bwdif (every frame, one frame out per frame in), each keeping its
+    input's pts. Field parity from the stream's field order, else the frames' flags (top first when unflagged)."""
+    parity = {FIELD_TT: "tff", FIELD_BT: "tff", FIELD_BB: "bff", FIELD_TB: "bff"}.get(
+        stream.codec_context.field_order, "auto")
+    graph = None
+    times: deque[int | None] = deque()
+    for frame in frames:
+        if graph is None:  # built on the first frame: the stream's format is known only once one is decoded
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                      time_base=stream.time_base)
+            bwdif = graph.add("bwdif", f"mode=send_frame:parity={parity}:deint=all")
+            source.link_to(bwdif)
+            bwdif.link_to(graph.add("buffersink"))
+            graph.configure()
+        times.append(frame.pts)
+        graph.push(frame)
+        for out in _pull_all(graph):
+            out.pts = times.popleft()  # the filter works in its own time base (doubled); ours are the input's
+            yield out
+    if graph is not None:
+        graph.push(None)
+        for out in _pull_all(graph):
+            out.pts = times.popleft()
+            yield out
 
 
 @dataclass
@@ -146,6 +246,13 @@ class VideoInfo:
     frames: int | None  # count if known up front (folders: always; videos: from the container, may be 0)
     size: tuple[int, int] | None = None  # (H, W), videos only
     colour: ColourInfo | None = None  # videos only (folders hold RGB images)
+    bits: int = 8  # bits per sample (a 10-bit video: 10); folders: 8
+    field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder of a video's stream
+
+    @property
+    def interlaced(self) -> bool:
+        """The stream says its frames hold two fields (tt, bb, tb or bt)."""
+        return self.field_order in INTERLACED
 
 
 def is_video_file(path: Path) -> bool:
@@ -187,19 +294,20 @@ def probe(source: str | Path) -> VideoInfo:
         fps = stream.average_rate or stream.guessed_rate
         size = (stream.codec_context.height, stream.codec_context.width)
         return VideoInfo(path, False, Fraction(fps) if fps else None, Fraction(stream.time_base), stream.frames, size,
-                         stream_colour(stream))
+                         stream_colour(stream), stream_bits(stream), stream.codec_context.field_order)
 
 
-def iter_frames(source: str | Path, complete: bool = False) -> Iterator[Frame]:
+def iter_frames(source: str | Path, complete: bool = False, deinterlace: bool = False) -> Iterator[Frame]:
     """Decode frames one by one (video: in presentation order, with their pts), checking sizes agree.
 
     `complete`: also raise when a video decodes fewer frames than its header promises (a truncated file whose
-    index survived, or damaged data the decoder skipped), instead of ending early without a word."""
+    index survived, or damaged data the decoder skipped), instead of ending early without a word.
+    `deinterlace`: run a video's frames through bwdif first (see `deinterlaced`)."""
     path = Path(source)
     size = None
     count = 0
     expected = probe(path).frames if complete and not path.is_dir() else None
-    for frame in _iter_unchecked(path):
+    for frame in _iter_unchecked(path, deinterlace):
         count += 1
         if size is None:
             size = frame.image.shape
@@ -215,7 +323,7 @@ def iter_frames(source: str | Path, complete: bool = False) -> Iterator[Frame]:
                              f"only {count} decode")
 
 
-def _iter_unchecked(path: Path) -> Iterator[Frame]:
+def _iter_unchecked(path: Path, deinterlace: bool = False) -> Iterator[Frame]:
     if not path.exists():
         raise VideoReadError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -223,10 +331,14 @@ def _iter_unchecked(path: Path) -> Iterator[Frame]:
             yield Frame(i, read_image(file), file.name)
         return
     with _open(path) as container:
-        colour = stream_colour(container.streams.video[0])
+        stream = container.streams.video[0]
+        colour = stream_colour(stream)
+        deep = stream_bits(stream) > 8
+        scale = np.float32(65535.0 if deep else 255.0)
         try:
-            for i, frame in enumerate(container.decode(video=0)):
-                rgb = _frame_rgb(frame, colour).astype(np.float32) / 255.0
+            decoded = container.decode(stream)
+            for i, frame in enumerate(deinterlaced(decoded, stream) if deinterlace else decoded):
+                rgb = _frame_rgb(frame, colour, deep).astype(np.float32) / scale
                 yield Frame(i, rgb, f"frame_{i:06d}", frame.pts)
         except av.error.FFmpegError as err:
             raise VideoReadError(f"{path}: corrupt video, decoding failed ({_first_line(err)})") from None
@@ -325,38 +437,38 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint16:
+        return np.round(img / np.float32(257.0)).astype(np.uint8)
     return img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _to_uint16(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.uint16) * 257
+    return img if img.dtype == np.uint16 else np.round(np.clip(img, 0, 1) * 65535).astype(np.uint16)
 
 
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
-class AudioCarrier:
-    """The first audio stream of `source`, carried into `container` beside the video.
+class _Carrier:
+    """Packets of one stream of `source` muxed into `container` beside the video, in step with it: `until(t)` muxes
+    what starts before t seconds (call it as the video advances, so the file is interleaved), `finish()` the rest;
+    packets starting at or after `end` seconds are dropped (a shortened video keeps only its own sound and text).
+    Timestamps are the input's, like the video's, so they stay in sync. Subclasses add the output stream
+    (`self.stream`) and say how a packet goes in (`_put`)."""
 
-    Packets are copied untouched when the container accepts their codec (AAC, MP3, PCM, ... in mp4; anything
-    in Matroska), else decoded and re-encoded to AAC. `until(t)` muxes what starts before t seconds (call it as
-    the video advances, so the file is interleaved), `finish()` the rest; packets starting at or after `end`
-    seconds are dropped (a shortened video keeps only its own audio). Timestamps are the input's, like the
-    video's, so the two stay in sync."""
+    kind = "stream"
 
-    def __init__(self, source: str | Path, container: av.container.OutputContainer, end: float | None = None) -> None:
-        self.source, self.end = Path(source), end
+    def __init__(self, source: str | Path, container: av.container.OutputContainer, end: float | None,
+                 index: int) -> None:
+        self.source, self.end, self.container = Path(source), end, container
         self.input = _open(self.source)
-        if not self.input.streams.audio:
+        streams = getattr(self.input.streams, self.kind)
+        if index >= len(streams):
             self.input.close()
-            raise VideoReadError(f"{self.source}: holds no audio stream")
-        self.in_stream = self.input.streams.audio[0]
-        self.copied = self.in_stream.codec_context.name in container.supported_codecs
-        if self.copied:
-            self.stream = container.add_stream_from_template(self.in_stream)
-        else:
-            self.stream = container.add_stream("aac", rate=self.in_stream.codec_context.sample_rate)
-            layout = self.in_stream.codec_context.layout
-            if layout.name.endswith(" channels"):  # an unspecified order (PCM from Matroska, ...): AAC refuses it
-                layout = _DEFAULT_LAYOUTS.get(len(layout.channels), layout.name)
-            self.stream.layout = layout
-        self.container = container
+            raise VideoReadError(f"{self.source}: holds no {self.kind} stream {index}")
+        self.in_stream = streams[index]
         self.packets = self.input.demux(self.in_stream)
         self.pending: av.Packet | None = None
         self.done = False
@@ -375,30 +487,146 @@ class AudioCarrier:
     def _time(packet: av.Packet) -> float:
         return float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
 
+    def _put(self, packet: av.Packet) -> None:
+        packet.stream = self.stream
+        self.container.mux(packet)
+
     def until(self, seconds: float) -> None:
         while (packet := self._next()) is not None and self._time(packet) < seconds:
             self.pending = None
             if self.end is not None and self._time(packet) >= self.end:
                 continue
-            if self.copied:
-                packet.stream = self.stream
-                self.container.mux(packet)
-            else:
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError as err:
-                    reason = _first_line(err)
-                    raise VideoReadError(f"{self.source}: corrupt audio, decoding failed ({reason})") from None
-                for frame in frames:
-                    self.container.mux(self.stream.encode(frame))
+            self._put(packet)
+
+    def _flush(self) -> None:
+        pass
 
     def finish(self) -> None:
         try:
             self.until(float("inf"))
-            if not self.copied:
-                self.container.mux(self.stream.encode(None))
+            self._flush()
         finally:
             self.input.close()
+
+    def close(self) -> None:
+        self.input.close()
+
+
+class AudioCarrier(_Carrier):
+    """Audio stream `index` of `source` carried into `container` (see `_Carrier`). Packets are copied untouched
+    when the container accepts their codec (AAC, MP3, PCM, ... in mp4; anything in Matroska), else decoded and
+    re-encoded to AAC."""
+
+    kind = "audio"
+
+    def __init__(self, source: str | Path, container: av.container.OutputContainer, end: float | None = None,
+                 index: int = 0) -> None:
+        super().__init__(source, container, end, index)
+        self.copied = self.in_stream.codec_context.name in container.supported_codecs
+        if self.copied:
+            self.stream = container.add_stream_from_template(self.in_stream)
+        else:
+            self.stream = container.add_stream("aac", rate=self.in_stream.codec_context.sample_rate)
+            layout = self.in_stream.codec_context.layout
+            if layout.name.endswith(" channels"):  # an unspecified order (PCM from Matroska, ...): AAC refuses it
+                layout = _DEFAULT_LAYOUTS.get(len(layout.channels), layout.name)
+            self.stream.layout = layout
+
+    def _put(self, packet: av.Packet) -> None:
+        if self.copied:
+            super()._put(packet)
+            return
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as err:
+            raise VideoReadError(f"{self.source}: corrupt audio, decoding failed ({_first_line(err)})") from None
+        for frame in frames:
+            self.container.mux(self.stream.encode(frame))
+
+    def _flush(self) -> None:
+        if not self.copied:
+            self.container.mux(self.stream.encode(None))
+
+
+TEXT_SUBTITLES = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}
+_ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\n\n[Events]\n"
+               b"Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n")
+
+
+def _plain_text(ass_event: bytes) -> str:
+    """The words of one of FFmpeg's decoded text-subtitle events (ReadOrder, Layer, Style, Name, margins, Effect,
+    Text): style overrides ({...}) dropped, ASS line breaks made newlines."""
+    text = ass_event.decode("utf-8", "replace").split(",", 8)[-1]
+    return re.sub(r"\{[^}]*\}", "", text).replace("\\N", "\n").replace("\\n", "\n").replace("\\h", " ")
+
+
+class SubtitleCarrier(_Carrier):
+    """Subtitle stream `index` of `source` carried into `container` (see `_Carrier`): copied when the container
+    takes its codec, else text subtitles are rewritten as the text codec it takes (mov_text for mp4/mov, SubRip for
+    Matroska), words and timing kept, styling dropped. ValueError (nothing added) when neither works: bitmap
+    subtitles (DVD, Blu-ray) in mp4."""
+
+    kind = "subtitles"
+
+    def __init__(self, source: str | Path, container: av.container.OutputContainer, end: float | None = None,
+                 index: int = 0) -> None:
+        super().__init__(source, container, end, index)
+        codec = self.in_stream.codec_context.name
+        self.target = None  # the codec text is rewritten into; None = copied
+        if codec not in container.supported_codecs:
+            self.target = next((c for c in ("mov_text", "subrip") if c in container.supported_codecs), None)
+            if codec not in TEXT_SUBTITLES or self.target is None:
+                self.input.close()
+                raise ValueError(f"{self.source}: its {codec} subtitles (stream {index}) cannot go into "
+                                 f"{container.format.name} and are no text to convert; left out")
+        if self.target is None:
+            self.stream = container.add_stream_from_template(self.in_stream)
+        else:
+            self.stream = container.add_stream(self.target)
+            self.stream.codec_context.subtitle_header = _ASS_HEADER  # the encoders want one to open
+            self.stream.time_base = self.in_stream.time_base
+        language = self.in_stream.metadata.get("language")
+        if language:
+            self.stream.metadata["language"] = language
+
+    def _put(self, packet: av.Packet) -> None:
+        if self.target is None:
+            super()._put(packet)
+            return
+        try:
+            events = self.in_stream.decode(packet)
+        except av.error.FFmpegError as err:
+            raise VideoReadError(f"{self.source}: corrupt subtitles, decoding failed ({_first_line(err)})") from None
+        text = "\n".join(_plain_text(e.ass) for e in events if getattr(e, "ass", None)).encode()
+        if not text:
+            return
+        data = struct.pack(">H", len(text)) + text if self.target == "mov_text" else text
+        out = av.Packet(data)
+        out.pts = out.dts = packet.pts if packet.pts is not None else packet.dts
+        out.duration, out.time_base, out.stream = packet.duration, packet.time_base, self.stream
+        self.container.mux(out)
+
+
+def carriers(source: str | Path, container: av.container.OutputContainer, end: float | None, audio: bool,
+             subtitles: bool) -> list[_Carrier]:
+    """A carrier for every audio stream (`audio`) and subtitle stream (`subtitles`) of `source`; a subtitle stream
+    the container cannot hold is left out with a one-line note."""
+    with _open(Path(source)) as probe_container:
+        n_audio = len(probe_container.streams.audio) if audio else 0
+        n_subs = len(probe_container.streams.subtitles) if subtitles else 0
+    made: list[_Carrier] = []
+    try:
+        made += [AudioCarrier(source, container, end, i) for i in range(n_audio)]
+        for i in range(n_subs):
+            try:
+                made.append(SubtitleCarrier(source, container, end, i))
+            except ValueError as err:
+                tqdm.write(str(err), file=sys.stderr)
+    except BaseException:
+        for carrier in made:
+            carrier.close()
+        raise
+    return made
 
 
 class VideoWriter:
@@ -408,16 +636,20 @@ class VideoWriter:
     numbered at `rate`.
 
     `codec`: libx264 (with `crf`), ffv1 (lossless), or any FFmpeg video encoder; `pix_fmt="auto"` picks yuv420p
-    for H.264 when both sides are even (plays everywhere), else yuv444p, and bgr0 (lossless RGB) for FFV1. A
+    for H.264 when both sides are even (plays everywhere), else yuv444p, and bgr0 (lossless RGB) for FFV1; with
+    `depth=10`, yuv420p10le / yuv444p10le and gbrp10le (`depth=16`: gbrp16le for FFV1). Frames may be uint8, uint16
+    or float; a format of more than 8 bits is fed from 16-bit RGB. A
     chroma-subsampled pix_fmt (yuv420p, yuv422p, nv12, ...) cannot hold an odd side: such frames are encoded in
     the codec's unsubsampled format (yuv444p for H.264; the exact picture at its size) with a one-line notice.
     `container_format`: mp4 | mov | matroska (the temp file's name has no telling suffix). `audio_from`: a file
-    whose first audio stream is carried along (see `AudioCarrier`), cut at `audio_end` seconds when given.
+    whose audio streams are carried along (see `AudioCarrier`), cut at `audio_end` seconds when given;
+    `subtitles_from`: the same for its subtitle streams (`SubtitleCarrier`).
     `name`: the output the user asked for, named in messages instead of the temp file; `config`: the block of
     the options (`restore` -> `restore.pix_fmt`, `restore.codec`), named in messages as what to change.
     `colour`: the matrix and range RGB frames are converted to YUV with, and the tags written (primaries and
     transfer too), so players read back the colours given; by default (and for an RGB source's description) BT.709
-    limited range. RGB pixel formats (bgr0) take no matrix: only primaries and transfer are tagged."""
+    limited range. RGB pixel formats (bgr0) take no matrix: only primaries and transfer are tagged. `field_order`:
+    FFmpeg's AVFieldOrder to tag (default progressive; None leaves it unset)."""
 
     def __init__(
         self,
@@ -432,9 +664,12 @@ class VideoWriter:
         name: str | Path | None = None,
         config: str | None = None,
         colour: ColourInfo | None = None,
+        depth: int = 8,
+        subtitles_from: str | Path | None = None,
+        field_order: int | None = PROGRESSIVE,
     ) -> None:
         self.path = Path(path)
-        self.colour = colour
+        self.colour, self.depth, self.field_order = colour, depth, field_order
         self.name = Path(name) if name is not None else self.path
         self.pix_fmt_key = f"{config}.pix_fmt" if config else "pix_fmt"
         self.container = av.open(str(path), mode="w", format=container_format)
@@ -449,9 +684,14 @@ class VideoWriter:
         self.pix_fmt = pix_fmt
         if crf is not None:
             self.stream.options = {"crf": str(crf)}
+        self.carried: list[_Carrier] = []
         try:  # streams must all exist before the first packet is muxed
-            self.audio = AudioCarrier(audio_from, self.container, audio_end) if audio_from is not None else None
+            for source, audio in ((audio_from, True), (subtitles_from, False)):
+                if source is not None:
+                    self.carried += carriers(source, self.container, audio_end, audio, not audio)
         except BaseException:
+            for carrier in self.carried:
+                carrier.close()
             self.container.close()
             raise
         self.opened, self.failed, self.count = False, False, 0
@@ -459,9 +699,10 @@ class VideoWriter:
     def _choose_pix_fmt(self, h: int, w: int) -> str:
         codec = self.stream.codec_context.name
         if self.pix_fmt == "auto":
+            deep = "" if self.depth <= 8 else "10le" if self.depth <= 10 else "16le"
             if codec == "ffv1":
-                return "bgr0"
-            return "yuv444p" if h % 2 or w % 2 else "yuv420p"
+                return f"gbrp{deep}" if deep else "bgr0"
+            return f"yuv444p{deep}" if h % 2 or w % 2 else f"yuv420p{deep}"
         try:
             sub_w, sub_h = _subsampled(self.pix_fmt)
         except ValueError:
@@ -473,7 +714,9 @@ class VideoWriter:
         whole = [f.name for f in formats if len(f.components) >= 3 and not any(_subsampled(f.name))]
         if not whole:  # e.g. mpeg4 knows only yuv420p, and pads odd sides itself
             return self.pix_fmt
-        choice = "yuv444p" if "yuv444p" in whole else whole[0]
+        same_depth = [f for f in whole if format_bits(f) == format_bits(self.pix_fmt)]
+        want = "yuv444p10le" if format_bits(self.pix_fmt) > 8 else "yuv444p"
+        choice = want if want in whole else (same_depth or whole)[0]
         tqdm.write(f"{self.name}: frames are {w}x{h}; {self.pix_fmt} needs even sides, so encoding {choice} "
                    f"instead (exact size; some players, e.g. browsers, play only yuv420p: set {self.pix_fmt_key} "
                    "to choose)", file=sys.stderr)  # its own line, also under a progress bar
@@ -487,6 +730,15 @@ class VideoWriter:
             raise ValueError(f"{self.name}: {self.pix_fmt_key}={pix_fmt}: {_first_line(err)}") from None
         self.stream.width, self.stream.height = w, h
         self._tag_colour(av.VideoFormat(pix_fmt).is_rgb)
+        self.deep = format_bits(pix_fmt) > 8
+        if self.field_order is not None:
+            cc = self.stream.codec_context
+            cc.field_order = self.field_order
+            if self.field_order in INTERLACED:  # woven fields kept (deinterlacing off): coded as fields, so it says so
+                cc.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
+                if cc.name == "libx264":
+                    top = self.field_order in (FIELD_TT, FIELD_BT)
+                    self.stream.options = {**self.stream.options, "tff" if top else "bff": "1"}
         # kept apart: muxers may change the stream's time base once the header is written (Matroska to
         # 1/1000, mp4 to a finer one), and frames must be read in the base their pts were given in
         self.tb = tb if tb is not None else 1 / self.rate
@@ -520,7 +772,10 @@ class VideoWriter:
         first = not self.opened
         if first:
             self._open(h, w, tb)
-        frame = av.VideoFrame.from_ndarray(_to_uint8(img), format="rgb24")
+        if self.deep:  # the encoder's format holds more than 8 bits: fed from 16-bit RGB
+            frame = av.VideoFrame.from_ndarray(_to_uint16(img), format="gbrp16le")  # planar: see _frame_rgb
+        else:
+            frame = av.VideoFrame.from_ndarray(_to_uint8(img), format="rgb24")
         if self.yuv is not None:  # converted here, with the output's matrix (the encoder would assume BT.601)
             frame = frame.reformat(format=self.stream.pix_fmt, dst_colorspace=self.yuv.sws_matrix,
                                    dst_color_range=self.yuv.sws_range, interpolation=_SWS_FLAGS)
@@ -537,12 +792,14 @@ class VideoWriter:
                              "pixel format (auto, yuv444p)") from None
         for packet in packets:
             self.container.mux(packet)
-        if self.audio is not None:
-            self.audio.until(float(frame.pts * frame.time_base))
+        for carrier in self.carried:
+            carrier.until(float(frame.pts * frame.time_base))
         self.count += 1
 
     def close(self) -> None:
         if self.failed:  # after a failed write the file is abandoned: flushing would only raise again
+            for carrier in self.carried:
+                carrier.close()
             try:
                 self.container.close()
             except (OSError, ValueError, av.error.FFmpegError):
@@ -552,9 +809,11 @@ class VideoWriter:
             if self.opened:
                 for packet in self.stream.encode():
                     self.container.mux(packet)
-            if self.audio is not None:
-                self.audio.finish()
+            for carrier in self.carried:
+                carrier.finish()
         finally:
+            for carrier in self.carried:
+                carrier.close()
             self.container.close()
 
 

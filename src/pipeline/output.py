@@ -1,5 +1,6 @@
 """The finished film from its segments: one encode (H.264 with a CRF, lossless FFV1, or PNG frames) with the
-input's audio and colour description (restoregan.data.video.ColourInfo) carried over, written to a temp name and
+input's audio and subtitle streams and colour description (restoregan.data.video.ColourInfo) carried over, at 10
+bits per sample for a deeper input (16-bit PNGs), tagged progressive once deinterlaced, written to a temp name and
 renamed only when complete; optionally a before | after video, and a contact sheet of a few frames (input |
 output, shrunk, then the output's most detailed CONTACT_CROP square at full resolution beside the same region of
 the input at the output's size)."""
@@ -20,13 +21,14 @@ from tqdm import tqdm
 
 from restoregan.atomic import Staged
 from restoregan.data.io import write_image
-from restoregan.data.video import ColourInfo, VideoWriter, container_for, copy_audio, has_audio, iter_frames
+from restoregan.data.video import (PROGRESSIVE, ColourInfo, VideoWriter, container_for, copy_audio, has_audio,
+                                   iter_frames)
 from restoregan.pipeline.segments import Segment, WorkDir
 from restoregan.grids import detail_box, grid_image
 
 FORMATS = ("h264", "ffv1", "png")
 SUFFIXES = {"h264": ".mp4", "ffv1": ".mkv", "png": ""}  # what infer.py names a single model's video output
-OutFrame = tuple[int, int, Fraction, np.ndarray]  # (input index, pts, time base, (H, W, 3) uint8)
+OutFrame = tuple[int, int, Fraction, np.ndarray]  # (input index, pts, time base, (H, W, 3) uint8 or uint16)
 
 
 def _check_format(fmt: str) -> None:
@@ -85,15 +87,16 @@ def _codec(fmt: str) -> str:
     return "ffv1" if fmt == "ffv1" else "libx264"
 
 
-def check_encoder(sinks: Sinks, crf: int | None, pix_fmt: str) -> None:
+def check_encoder(sinks: Sinks, crf: int | None, pix_fmt: str, depth: int = 8) -> None:
     """Open the output's encoder on one small frame now, in a scratch folder, so settings it refuses
-    (`video.pix_fmt=rgb24` for H.264) end the run in one line before any frame is computed, not after."""
+    (`video.pix_fmt=rgb24` for H.264) end the run in one line before any frame is computed, not after. `depth`:
+    the bits per sample `pix_fmt=auto` writes (see VideoWriter)."""
     if sinks.fmt == "png":
         return
     codec = _codec(sinks.fmt)
     with tempfile.TemporaryDirectory(prefix="restoregan_probe_") as scratch:
         writer = VideoWriter(Path(scratch) / "probe", Fraction(24), codec, crf if codec == "libx264" else None,
-                             pix_fmt, container_for(sinks.output), name=sinks.output, config="video")
+                             pix_fmt, container_for(sinks.output), name=sinks.output, config="video", depth=depth)
         try:
             writer.write(np.zeros((16, 16, 3), np.uint8))
         finally:
@@ -101,22 +104,24 @@ def check_encoder(sinks: Sinks, crf: int | None, pix_fmt: str) -> None:
 
 
 def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """An input frame (uint8) at the output's size (bicubic), for comparisons."""
+    """An input frame (uint8 or uint16) at the output's size (bicubic), for comparisons."""
     if img.shape[:2] == (h, w):
         return img
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 class _InputFrames:
-    """Input frames by index, decoded again in one forward pass (indices asked in increasing order)."""
+    """Input frames by index, decoded again in one forward pass (indices asked in increasing order), as the
+    stages saw them (deinterlaced when they were), in `dtype` (uint8 or uint16) like the output's frames."""
 
-    def __init__(self, source: Path) -> None:
-        self.frames, self.current = iter_frames(source), None
+    def __init__(self, source: Path, deinterlace: bool = False, dtype: type = np.uint8) -> None:
+        self.frames, self.current = iter_frames(source, deinterlace=deinterlace), None
+        self.dtype = dtype
 
     def get(self, index: int) -> np.ndarray:
         while self.current is None or self.current.index < index:
             self.current = next(self.frames)
-        return np.round(self.current.image * 255).astype(np.uint8)
+        return np.round(self.current.image * np.iinfo(self.dtype).max).astype(self.dtype)
 
 
 def assemble(
@@ -132,9 +137,16 @@ def assemble(
     contact_frames: int,
     contact_side: int,
     colour: ColourInfo | None = None,
+    depth: int = 8,
+    subtitles: bool = True,
+    deinterlaced: bool = False,
+    field_order: int | None = PROGRESSIVE,
 ) -> list[Path]:
     """Encode every segment's frames in order into the outputs (see module docstring); returns them. `colour`: the
-    input's description, kept by the videos written (None, e.g. for a frame folder: BT.709)."""
+    input's description, kept by the videos written (None, e.g. for a frame folder: BT.709). `depth`: bits per
+    sample of the output video (10: the segments hold 16-bit frames); `subtitles`: carry the input's subtitle
+    streams; `deinterlaced`: the stages saw the input deinterlaced (so the side-by-side shows it so);
+    `field_order`: the tag written."""
     total = sum(len(s.items) for s in segments)
     n_input = segments[-1].end
     sheet_at = set(np.linspace(0, n_input - 1, min(contact_frames, n_input)).round().astype(int).tolist())
@@ -150,9 +162,12 @@ def assemble(
 
     def compare(stream: Iterator[OutFrame], sbs_tmp: Path | None) -> Iterator[OutFrame]:
         """Pass frames through, writing the side-by-side video and collecting contact-sheet rows on the way."""
-        inputs = _InputFrames(source) if sbs_tmp is not None or sheet_at else None
+        inputs = None
+        if sbs_tmp is not None or sheet_at:
+            inputs = _InputFrames(source, deinterlaced, np.uint16 if work.deep else np.uint8)
         sbs: VideoWriter | None = None
         if sbs_tmp is not None:
+            # 8-bit whatever the depth: a viewing aid, for players that take only yuv420p
             sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4", name=sinks.side_by_side, colour=colour)
         try:
             for index, pts, tb, img in stream:
@@ -183,7 +198,8 @@ def assemble(
                 quality = crf if codec == "libx264" else None
                 writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
                                      source if carry_audio else None, audio_end, name=sinks.output, config="video",
-                                     colour=colour)
+                                     colour=colour, depth=depth, field_order=field_order,
+                                     subtitles_from=source if subtitles and not source.is_dir() else None)
                 try:
                     for _, pts, tb, img in compare(frames(), sbs_tmp):
                         writer.write(img, pts, tb)
@@ -212,19 +228,25 @@ def contact_row(index: int, before: np.ndarray, img: np.ndarray) -> list[tuple[s
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(img.astype(np.float32) / np.iinfo(img.dtype).max).permute(2, 0, 1)
 
 
 def _write_png_folder(
     folder: Path, frames: Iterator[OutFrame], rate: Fraction, audio_from: Path | None,
     audio_end: float | None,
 ) -> None:
-    """Numbered PNGs, frames.json (each frame's time) and audio.mka (the input's sound, when it has one) into
-    `folder` (a staged temp folder, renamed onto the output when complete)."""
+    """Numbered PNGs (8-bit, or 16-bit for uint16 frames), frames.json (each frame's time) and audio.mka (the input's
+    sound, when it has one) into `folder` (a staged temp folder, renamed onto the output when complete)."""
     times = []
     tb = None
     for n, (index, pts, tb, img) in enumerate(frames):
-        write_image(folder / f"{n:06d}.png", img.astype(np.float32) / 255.0)
+        if img.dtype == np.uint16:  # write_image writes 8 bits; OpenCV's PNG encoder keeps 16
+            ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[:, :, ::-1]))
+            if not ok:
+                raise ValueError(f"{folder / f'{n:06d}.png'}: OpenCV could not encode a 16-bit PNG")
+            (folder / f"{n:06d}.png").write_bytes(buf.tobytes())  # the folder is staged
+        else:
+            write_image(folder / f"{n:06d}.png", img.astype(np.float32) / 255.0)
         times.append({"file": f"{n:06d}.png", "input_frame": index, "pts": pts, "time": float(pts * tb)})
     info = {"fps": str(rate), "time_base": str(tb) if times else None, "frames": times}
     (folder / "frames.json").write_bytes((json.dumps(info, indent=1) + "\n").encode())  # the folder is staged

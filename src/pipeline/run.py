@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from restoregan.atomic import remove_stale_temps
-from restoregan.data.video import VideoInfo, VideoReadError, iter_frames, probe
+from restoregan.data.video import PROGRESSIVE, VideoInfo, VideoReadError, iter_frames, looks_combed, probe
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.inference.tiled import prepare_for_inference, resolve_device, resolve_half
 from restoregan.models import Model, load_model, with_options
@@ -139,8 +139,62 @@ def plan_job(source: Path, output: Path, vcfg: DictConfig, models: Iterable[Path
     # nothing written may touch the input or a model file (folders: the work dir, a PNG frames output)
     files = [p for p in (sinks.side_by_side, sinks.contact) if p is not None] + ([] if fmt == "png" else [output])
     Inputs([source]).add_models(models).check_all(files, [work_path] + ([output] if fmt == "png" else []))
-    check_encoder(sinks, vcfg.crf, vcfg.pix_fmt)
-    return Job(source, probe(source), sinks, work_path)
+    info = probe(source)
+    check_encoder(sinks, vcfg.crf, vcfg.pix_fmt, video_bits(vcfg, info))
+    return Job(source, info, sinks, work_path)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the input's frames are decoded: kept at `bits` per sample (8: uint8 frames; more: uint16, and the videos
+    written at 10 bits), deinterlaced or not; chosen by `decoding` from video.depth and video.deinterlace."""
+
+    bits: int = 8
+    deinterlace: bool = False
+
+    @property
+    def deep(self) -> bool:
+        return self.bits > 8
+
+    def field_order(self, info: VideoInfo) -> int | None:
+        """The outputs' field order tag: progressive, unless interlaced input was kept as it was."""
+        return info.field_order if info.interlaced and not self.deinterlace else PROGRESSIVE
+
+
+COMB_FRAMES = 8  # first frames a combing check of video.deinterlace=auto looks at
+
+
+def _switch(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    word = {True: "true", False: "false"}.get(value, str(value).lower()) if isinstance(value, bool) else str(value)
+    if word not in choices:
+        raise ValueError(f"{key}={value}: must be {', '.join(choices)}")
+    return word
+
+
+def video_bits(vcfg: DictConfig, info: VideoInfo) -> int:
+    """video.depth for this input: auto = 10 when its stream has more than 8 bits per sample, else 8."""
+    depth = _switch(vcfg.get("depth", "auto"), "video.depth", ("auto", "8", "10"))
+    if info.is_folder:
+        return 8
+    return (10 if info.bits > 8 else 8) if depth == "auto" else int(depth)
+
+
+def decoding(vcfg: DictConfig, source: Path, info: VideoInfo) -> Decoding:
+    """video.depth (auto: 10 when the input stream has more than 8 bits per sample, else 8) and video.deinterlace
+    (auto: when the stream's field order says interlaced or its first frames look combed) for this input. A frame
+    folder is read as it is (8-bit, never deinterlaced)."""
+    mode = _switch(vcfg.get("deinterlace", "auto"), "video.deinterlace", ("auto", "true", "false"))
+    bits = video_bits(vcfg, info)
+    if info.is_folder:
+        return Decoding()
+    deint = mode == "true"
+    if mode == "auto":
+        deint = info.interlaced
+        if not deint:
+            frames = iter_frames(source)
+            deint = looks_combed([f.image for _, f in zip(range(COMB_FRAMES), frames)])
+            frames.close()
+    return Decoding(bits, deint)
 
 
 def input_fingerprint(source: Path) -> dict:
@@ -156,7 +210,8 @@ def input_fingerprint(source: Path) -> dict:
 
 
 def config_hash(
-    cfg: DictConfig, order: list[str], options: Mapping[str, dict], ckpts: Mapping[str, Path], run: RunOptions
+    cfg: DictConfig, order: list[str], options: Mapping[str, dict], ckpts: Mapping[str, Path], run: RunOptions,
+    decode: Decoding = Decoding(),
 ) -> tuple[str, dict]:
     """Everything that changes a segment's frames, and a readable summary of it. Not the output format (segments
     survive a crf change) nor where the checkpoints lie (their contents count)."""
@@ -168,32 +223,43 @@ def config_hash(
         "input_fps": str(vcfg.input_fps), "tile": run.tile, "tile_overlap": run.tile_overlap,
         "device": run.device.type, "half": run.half, "torch": torch.__version__,
         "bf16": bool(cfg.bf16),  # changes the frames (slightly); channels_last and compile do not beyond rounding
+        "bits": decode.bits, "deinterlace": decode.deinterlace,
     }
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
     summary = {**hashed, "stages": {name: {**stages[name], "ckpt": str(ckpts[name])} for name in order}}
     return digest, summary
 
 
-def timed_frames(source: Path, info: VideoInfo, input_fps: Fraction, max_frames: int | None) -> Iterator[Item]:
-    """Input frames as uint8 items with pts (folders, and frames without pts: index / fps); a truncated video
-    (fewer frames than its header says) or timestamps that do not increase end in a VideoReadError."""
+def timed_frames(source: Path, info: VideoInfo, input_fps: Fraction, max_frames: int | None,
+                 decode: Decoding = Decoding()) -> Iterator[Item]:
+    """Input frames as uint8 items (uint16 for deep `decode`) with pts (folders, and frames without pts: index /
+    fps); a truncated video (fewer frames than its header says) or timestamps that do not increase end in a
+    VideoReadError."""
     if info.is_folder or not info.time_base:
         tb, fps = 1 / input_fps, input_fps
     else:
         tb, fps = info.time_base, info.fps or input_fps
     prev = None
-    for frame in iter_frames(source, complete=max_frames is None):
+    for frame in iter_frames(source, complete=max_frames is None, deinterlace=decode.deinterlace):
         if max_frames is not None and frame.index >= max_frames:
             return
         pts = frame.pts if frame.pts is not None and not info.is_folder else round(frame.index / fps / tb)
         if prev is not None and pts <= prev:
             raise VideoReadError(f"{source}: frame {frame.index} has timestamp {pts}, not after {prev}")
         prev = pts
-        yield Item(frame.index, pts, tb, np.round(frame.image * 255).astype(np.uint8))
+        yield Item(frame.index, pts, tb, to_levels(frame.image, decode.deep))
+
+
+def to_levels(image: np.ndarray, deep: bool) -> np.ndarray:
+    """A float frame as the integers it is kept in between stages: uint16 when `deep`, else uint8."""
+    if deep:
+        return np.round(image * 65535).astype(np.uint16)
+    return np.round(image * 255).astype(np.uint8)
 
 
 def _as_float(items: list[Item]) -> list[Item]:
-    return [Item(it.index, it.pts, it.tb, it.image.astype(np.float32) / 255.0) for it in items]
+    return [Item(it.index, it.pts, it.tb, it.image.astype(np.float32) / np.iinfo(it.image.dtype).max)
+            for it in items]
 
 
 def _about_input(source: Path, work: Path, err: ValueError) -> ValueError:
@@ -207,11 +273,11 @@ def _about_input(source: Path, work: Path, err: ValueError) -> ValueError:
 
 def process_segments(
     source: Path, info: VideoInfo, stages: list[Stage], work: WorkDir, segment_frames: int, input_fps: Fraction,
-    max_frames: int | None,
+    max_frames: int | None, decode: Decoding = Decoding(),
 ) -> list[Segment]:
     """Every segment, computed or (when a previous run completed it) verified and reused, in order."""
-    frames = timed_frames(source, info, input_fps, max_frames)
-    buffer: deque[Item] = deque()  # decoded frames still needed by a window, uint8
+    frames = timed_frames(source, info, input_fps, max_frames, decode)
+    buffer: deque[Item] = deque()  # decoded frames still needed by a window, uint8 (uint16 when deep)
     decoded, exhausted = 0, False
     segments: list[Segment] = []
     total = min(info.frames, max_frames) if info.frames and max_frames else info.frames or max_frames
@@ -269,9 +335,13 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
     info = job.info
     input_fps = Fraction(str(vcfg.input_fps)).limit_denominator(1001)
     order = [st.name for st in stages]
-    digest, summary = config_hash(cfg, order, options, ckpts, run)
+    decode = decoding(vcfg, source, info)
+    if decode.deinterlace:
+        why = "its stream says so" if info.interlaced else "forced" if vcfg.deinterlace is True else "it looks combed"
+        print(f"{source}: interlaced ({why}): deinterlacing (bwdif) before the first stage")
+    digest, summary = config_hash(cfg, order, options, ckpts, run, decode)
     work = WorkDir(job.work_path, {"config_hash": digest, "config": summary, "input": input_fingerprint(source),
-                                   "input_path": str(source.resolve())}, bool(vcfg.resume))
+                                   "input_path": str(source.resolve())}, bool(vcfg.resume), decode.deep)
     sinks = job.sinks
     # the temps of a killed final encode; only now, holding the work dir's lock, so no other run's are touched
     remove_stale_temps(p for p in (sinks.output, sinks.side_by_side, sinks.contact) if p is not None)
@@ -279,7 +349,7 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
     try:
         with torch.inference_mode():
             segments = process_segments(source, info, stages, work, int(vcfg.segment_frames), input_fps,
-                                        vcfg.max_frames)
+                                        vcfg.max_frames, decode)
         rate = info.fps if info.fps and not info.is_folder else input_fps
         for stage in stages:
             rate = stage.rate(rate)
@@ -288,7 +358,8 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
             last = segments[-1]
             audio_end = float(last.items[-1][1] * last.time_base + 1 / rate)
         written = assemble(work, segments, sinks, source, rate, vcfg.crf, vcfg.pix_fmt, vcfg.audio, audio_end,
-                           vcfg.contact_frames, vcfg.contact_side, info.colour)
+                           vcfg.contact_frames, vcfg.contact_side, info.colour, decode.bits,
+                           bool(vcfg.get("subtitles", True)), decode.deinterlace, decode.field_order(info))
         completed = True
     finally:  # a run refused before its first segment (1-frame input, mixed frame sizes) leaves nothing behind
         work.close(remove=(completed and not vcfg.keep_segments) or not any(work.path.glob("seg_*")))

@@ -8,7 +8,7 @@ would have.
 
 The work folder beside the output, `<output>.work/`, holds
     manifest.json          config hash (stages, checkpoints' sha256, options) and the input's fingerprint
-    seg_000000.mkv         the segment's output frames, lossless (FFV1, RGB)
+    seg_000000.mkv         the segment's output frames, lossless (FFV1, RGB: 8-bit, or 16-bit for a deep input)
     seg_000000.json        written after the .mkv: input range, (input index, pts) per frame, time base, sha256
 A segment counts as done only when its .json exists, names the expected range and the .mkv's sha256 matches;
 anything else (a run killed mid-segment) is redone. Both files are written atomically.
@@ -73,8 +73,8 @@ class Segment:
 class WorkDir:
     """`<output>.work/`: the manifest, a lock against two runs on one output, and the segments."""
 
-    def __init__(self, path: Path, manifest: dict, resume: bool) -> None:
-        self.path = path
+    def __init__(self, path: Path, manifest: dict, resume: bool, deep: bool = False) -> None:
+        self.path, self.deep = path, deep  # deep: frames kept at 16 bits (a 10-bit input), else 8
         self.manifest = {"format_version": FORMAT_VERSION, **manifest}
         manifest_file = path / "manifest.json"
         if path.exists() and not path.is_dir():
@@ -126,7 +126,7 @@ class WorkDir:
 
         def encode(tmp: str) -> None:
             nonlocal tb, size
-            writer = VideoWriter(tmp, Fraction(25), "ffv1", None, "bgr0", "matroska")
+            writer = VideoWriter(tmp, Fraction(25), "ffv1", None, "gbrp16le" if self.deep else "bgr0", "matroska")
             try:
                 for it in items:
                     writer.write(it.image)  # pts only number the frames; the real ones are in the record
@@ -144,11 +144,12 @@ class WorkDir:
         return Segment(n, start, end, index, tb, size)
 
     def frames(self, segment: Segment) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(input index, pts, (H, W, 3) uint8) of a segment's frames, in order."""
+        """(input index, pts, (H, W, 3) uint8, or uint16 when deep) of a segment's frames, in order."""
         video, _ = self._files(segment.number)
         decoded = iter_frames(video)
+        top, dtype = (65535, np.uint16) if self.deep else (255, np.uint8)
         for (index, pts), frame in zip(segment.items, decoded, strict=True):
-            yield index, pts, np.round(frame.image * 255).astype(np.uint8)
+            yield index, pts, np.round(frame.image * top).astype(dtype)
 
     def clear(self) -> None:
         """Remove the segments and the manifest (files this module writes, nothing else)."""
