@@ -17,7 +17,10 @@ The same description is also stored in the safetensors metadata, so the weights 
 3. a community model file spandrel recognises (`.pth`, `.pt`, `.safetensors`). ESRGAN-family x4/x2/x1 state
    dicts (BasicSR key names, or the 2018 `model.N` layout, optionally wrapped in `params_ema`) are loaded
    into our RRDBNet with sizes inferred from the weights; anything else (x8, ESRGAN+, SwinIR, ...) runs
-   through spandrel's architecture detection.
+   through spandrel's architecture detection; a RIFE v4 `flownet.pkl` and DDColor (spandrel-extra-arches) are
+   read by `restoregan.gans.community`;
+4. an ONNX file (`.onnx`, ours from export.py or someone else's), run by onnxruntime (`restoregan.gans.onnx_model`).
+An export may carry a model card (`card:`, restoregan.gans.card); exports without one load as before.
 Errors are `CheckpointError` (a ValueError) with a one-line message starting with the path.
 
 Model files are data, never code. Every pickle-based file (`.pth`, `.pt`, `.ckpt`, `.bin`) is read with
@@ -129,6 +132,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
         loaded = _load_export_yaml(path)
     elif path.suffix == ".safetensors":
         loaded = _load_safetensors(path)
+    elif path.suffix.lower() == ".onnx":  # run by onnxruntime (restoregan.gans.onnx_model)
+        from restoregan.gans.onnx_model import load_onnx
+
+        loaded = load_onnx(path, device)
     else:
         loaded = _load_pickle(path)
     check_finite(path, loaded.net)
@@ -300,7 +307,14 @@ def _from_description(
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
         raise CheckpointError(f"{path}: scale: {_short(repr(scale))} is not a positive integer")
     meta = {k: plain_value(path, k, v) for k, v in description.items()
-            if k not in ("generator", "task", "scale", "format_version")}
+            if k not in ("generator", "task", "scale", "format_version", "card")}
+    if "card" in description:  # the model card (restoregan.gans.card): flat mappings of plain values
+        from restoregan.gans.card import check_card
+
+        try:
+            meta["card"] = check_card(path, description["card"])
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
     net, arch = build_generator(path, arch, state, weights_path)
     built = getattr(net, "scale", None)
     if scale is not None and isinstance(built, int) and scale != built:  # the net decides output sizes
@@ -554,6 +568,11 @@ def _from_state_dict(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
     state = _unwrap(obj)
     if not all(isinstance(v, Tensor) for v in state.values()):
         return _from_spandrel(path, obj)
+    from restoregan.gans.community import from_state_dict as community_model
+
+    found = community_model(path, state)  # RIFE flownet.pkl (restoregan.gans.community)
+    if found is not None:
+        return found
     state = from_old_esrgan_keys(state) or state
     kwargs = infer_rrdbnet_kwargs(state)
     if kwargs is not None:
@@ -592,18 +611,23 @@ class SpandrelGenerator(nn.Module):
 def _from_spandrel(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
     import spandrel
 
+    from restoregan.gans.community import adapt_spandrel, missing_extra, spandrel_registry
+
     try:
-        descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(dict(obj))
+        descriptor = spandrel.ModelLoader("cpu", registry=spandrel_registry()).load_from_state_dict(dict(obj))
     except spandrel.UnsupportedModelError:
         raise CheckpointError(
             f"{path}: unknown architecture (not a restoregan export or checkpoint, and spandrel does not "
-            "recognise its weights)"
+            f"recognise its weights){missing_extra(obj)}"
         ) from None
     except Exception as err:  # recognised but malformed weights
         message = f"{type(err).__name__}: {_first_line(err)}"
         raise CheckpointError(f"{path}: spandrel recognised but could not load it ({message})") from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise CheckpointError(f"{path}: {descriptor.architecture.name} is not a single-image model")
+    adapted = adapt_spandrel(descriptor)  # DDColor: a colorizer, not an image-to-image model
+    if adapted is not None:
+        return adapted
     tags = ", ".join(descriptor.tags)
     req = descriptor.size_requirements
     return LoadedGenerator(

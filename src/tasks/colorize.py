@@ -29,6 +29,7 @@ from restoregan.data.colorize_dataset import holdout_split, to_grey
 from restoregan.data.datasets import image_size, skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
+from restoregan.gans.community import COLORIZATION_PURPOSE
 from restoregan.inference.temporal import ChromaStabilizer, Motion
 from restoregan.metrics.color import FID, colorfulness, delta_e
 from restoregan.metrics.image import psnr_rgb, ssim_rgb
@@ -95,6 +96,14 @@ class ColorizationTask:
             return None
         return task_config(cls.__new__(cls), color_space=meta.get("color_space", "yuv"),
                            render_size=meta.get("render_size"))
+
+    @classmethod
+    def adopt(cls, purpose: str, scale: int, channels: tuple[int | None, int | None]) -> dict | None:
+        """Community colorizers (DDColor through spandrel-extra-arches, restoregan.gans.community): luminance in,
+        YUV chroma out, composed with the input's own luminance as ours are."""
+        if purpose == COLORIZATION_PURPOSE and scale == 1 and channels == (1, 2):
+            return task_config(cls.__new__(cls), color_space="yuv", render_size=None)
+        return None
 
     def check_network(self, path: Any, net: nn.Module, arch: dict | None) -> None:
         """A colorizer reads luminance (1 channel) and writes chroma (2 channels), as ColorizeUNet does."""

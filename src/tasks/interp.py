@@ -33,7 +33,9 @@ from torch import Tensor, nn
 from restoregan.data.io import quantize, to_tensor
 from restoregan.data.video import SceneCutDetector, VideoReadError, duplicate_frames, read_frames, windows_without_cuts
 from restoregan.gans.checkpoint import CheckpointError
+from restoregan.gans.community import RIFE_PURPOSE
 from restoregan.gans.interp_net import InterpolationNet
+from restoregan.gans.rife import RifeInterpolator
 from restoregan.metrics.image import psnr_rgb, rgb_to_y
 from restoregan.tasks.base import EvalData, Item, RunOptions, Stage, task_config
 from restoregan.tasks.image import min_side
@@ -89,12 +91,22 @@ class InterpolationTask:
     def from_legacy(cls, word: str, meta: Mapping[str, Any]) -> dict | None:
         return task_config(cls.__new__(cls)) if word == "interp" else None
 
+    @classmethod
+    def adopt(cls, purpose: str, scale: int, channels: tuple[int | None, int | None]) -> dict | None:
+        """Community frame interpolators (a RIFE v4 flownet.pkl, restoregan.gans.community): any t, any size."""
+        if purpose == RIFE_PURPOSE and scale == 1:
+            return task_config(cls.__new__(cls))
+        return None
+
     def check_network(self, path: Any, net: nn.Module, arch: dict | None) -> None:
-        """Only a network taking (frame0, frame1, t) serves: an InterpolationNet."""
-        if not isinstance(net, InterpolationNet):
+        """Only a network taking (frame0, frame1, t) serves: an InterpolationNet, or a RIFE v4 loaded from its
+        users' flownet.pkl."""
+        # an ONNX export of one says so (restoregan.gans.onnx_model.OnnxGenerator.frame_interpolator)
+        onnx_interpolator = getattr(net, "frame_interpolator", False) is True
+        if not isinstance(net, (InterpolationNet, RifeInterpolator)) and not onnx_interpolator:
             what = (arch or {}).get("_target_") or type(net).__name__
             raise CheckpointError(f"{path}: generator {what} is not a frame-interpolation network; task {self.name} "
-                                  "needs a restoregan.gans.interp_net.InterpolationNet")
+                                  "needs a restoregan.gans.interp_net.InterpolationNet or a RIFE flownet.pkl")
 
     # --- training and validation ---
     def generate(self, net: nn.Module, batch: dict) -> Tensor:
