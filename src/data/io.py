@@ -8,6 +8,9 @@ Nothing a file says is trusted before it is checked (`inspect_image`, which ever
   into a half-grey image or failing in a DataLoader worker;
 - animated images (APNG, animated GIF/WebP, multi-page TIFF) are refused with their frame count;
 - the EXIF orientation is applied, so a photo comes out the way viewers show it.
+
+`read_image_full` / `write_image_as` keep what infer.py's image options need besides the colour: alpha, 16 bits,
+a grey file's one channel, JPEG/WebP output.
 """
 
 from __future__ import annotations
@@ -138,6 +141,19 @@ def _check_is_file(path: Path) -> None:
 def decode_image(data: bytes, where: str, error: type[Exception] = ImageReadError) -> np.ndarray:
     """Encoded image bytes -> (H, W, 3) float32 RGB in [0, 1] with read_image's rules; errors name `where` (a file,
     or a shard member) and are of type `error`."""
+    arr = _decode_unchanged(data, where, error)[0]
+    if arr.ndim == 2:
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if arr.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
+    return np.ascontiguousarray(arr[:, :, 2::-1])  # BGR(A) -> RGB, alpha dropped
+
+
+def _decode_unchanged(
+    data: bytes, where: str, error: type[Exception]
+) -> tuple[np.ndarray, ImageInfo, int]:
+    """(float32 array in [0, 1] with the file's own channels, (H, W) or (H, W, C) in OpenCV's BGR(A) order and
+    the EXIF orientation applied; the checked header; bits per sample: 8, or 16 for 16-bit and float files)."""
     if not data:
         raise error(f"{where}: empty file, not an image")
     info, (height, width) = _inspect(io.BytesIO(data), len(data), where, error, thorough=True)
@@ -151,23 +167,48 @@ def decode_image(data: bytes, where: str, error: type[Exception] = ImageReadErro
     if img.shape[:2] != (height, width):  # the header checked is not the image decoded: trust neither
         raise error(f"{where}: header says {width}x{height} but it decodes to {img.shape[1]}x{img.shape[0]}")
     if img.dtype == np.uint8:
-        arr = img.astype(np.float32) / 255.0
+        arr, bits = img.astype(np.float32) / 255.0, 8
     elif img.dtype == np.uint16:
-        arr = img.astype(np.float32) / 65535.0
+        arr, bits = img.astype(np.float32) / 65535.0, 16
     elif img.dtype in (np.float32, np.float64):
         if np.isnan(img).any():  # clipping keeps NaN: it would reach the model and come out black
             bad = int(np.isnan(img).reshape(*img.shape[:2], -1).any(axis=2).sum())
             raise error(f"{where}: {bad} pixels are NaN (a float image with missing data); fill them first")
-        arr = np.clip(img.astype(np.float32), 0.0, 1.0)
+        arr, bits = np.clip(img.astype(np.float32), 0.0, 1.0), 16  # more than 8 bits: kept as 16 on output
     else:
         raise error(f"{where}: unsupported pixel type {img.dtype}")
+    return orient(arr, info.orientation), info, bits
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image with what it carries besides its colour (`read_image_full`): `rgb` (H, W, 3) float32 in [0, 1]
+    (grey replicated, as read_image gives it), `alpha` (H, W) float32 in [0, 1] or None, `bits` 8 or 16 (16 for
+    16-bit and float files), `grey` (one channel, grey + alpha, or colour channels all equal) and `format`
+    (Pillow's name from the header: PNG, JPEG, WEBP, TIFF, ...)."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    bits: int
+    grey: bool
+    format: str
+
+
+def read_image_full(path: str | Path) -> LoadedImage:
+    """`read_image` with the alpha channel, bit depth and greyness kept (infer.py's image options); the same
+    header checks before anything is decoded. Grey + alpha files come from OpenCV as BGRA with equal channels."""
+    path = Path(path)
+    _check_is_file(path)
+    arr, info, bits = _decode_unchanged(path.read_bytes(), str(path), ImageReadError)
     if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    else:
-        arr = arr[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
-    return np.ascontiguousarray(orient(arr, info.orientation))
+        arr = arr[:, :, None]
+    if arr.shape[2] == 2:  # grey + alpha (a TIFF may decode so): as OpenCV gives a grey + alpha PNG
+        arr = arr[:, :, [0, 0, 0, 1]]
+    alpha = np.ascontiguousarray(arr[:, :, 3]) if arr.shape[2] == 4 else None
+    rgb = np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[:, :, 2::-1]
+    grey = bool(arr.shape[2] == 1 or (np.array_equal(rgb[..., 0], rgb[..., 1])
+                                      and np.array_equal(rgb[..., 1], rgb[..., 2])))
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, bits, grey, info.format)
 
 
 def orient(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -503,6 +544,55 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
         ok = False  # this OpenCV build lacks the encoder
     if not ok:
         raise ValueError(f"{path}: cannot encode an image with suffix {path.suffix!r}")
+    atomic_write_bytes(path, buf.tobytes())
+    return path
+
+
+# suffix -> what write_image_as writes; only PNG holds 16 bits, JPEG no alpha
+WRITE_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+# ITU-R BT.601 luma, the weights of Pillow's convert("L") and OpenCV's cvtColor: a grey file a viewer would show
+LUMA_601 = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def write_image_as(
+    path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None, *, bits: int = 8, grey: bool = False,
+    quality: int = 95,
+) -> Path:
+    """Write (H, W, 3) float RGB in [0, 1], atomically, as the suffix says (WRITE_FORMATS): `alpha` (H, W) in
+    [0, 1] as a fourth channel (PNG, WebP), `bits` 8 or 16 (PNG only), `grey`: one channel, the BT.601 luminance
+    of `rgb` (with alpha: RGBA with equal channels, as OpenCV writes no grey + alpha PNG), `quality` 1-100 for
+    JPEG and WebP. Values are clipped and rounded to the depth."""
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if fmt is None:
+        raise ValueError(f"{path}: cannot write suffix {path.suffix!r}; use one of {', '.join(WRITE_FORMATS)}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{path}: write_image_as takes an (H, W, 3) RGB array, got shape {rgb.shape}")
+    if alpha is not None and (fmt == "jpg" or np.shape(alpha) != rgb.shape[:2]):
+        raise ValueError(f"{path}: " + ("JPEG has no alpha channel" if fmt == "jpg" else
+                                        f"alpha of shape {np.shape(alpha)} for an image of {rgb.shape[:2]}"))
+    if bits not in (8, 16) or (bits == 16 and fmt != "png"):
+        raise ValueError(f"{path}: {bits}-bit output; only 8 bits, or 16 for PNG")
+    if grey:
+        rgb = (rgb @ LUMA_601)[:, :, None]
+        if alpha is not None:
+            rgb = np.repeat(rgb, 3, axis=2)
+    channels = rgb[:, :, ::-1] if rgb.shape[2] == 3 else rgb  # OpenCV codes BGR(A)
+    if alpha is not None:
+        channels = np.concatenate([channels, np.asarray(alpha, np.float32)[:, :, None]], axis=2)
+    top, dtype = (65535.0, np.uint16) if bits == 16 else (255.0, np.uint8)
+    arr = np.round(np.clip(np.nan_to_num(channels), 0.0, 1.0) * top).astype(dtype)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    params = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)], "webp": [cv2.IMWRITE_WEBP_QUALITY, int(quality)],
+              "png": []}[fmt]
+    try:
+        ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(arr), params)
+    except cv2.error:
+        ok = False  # this OpenCV build lacks the encoder
+    if not ok:
+        raise ValueError(f"{path}: cannot encode a {fmt.upper()} image here (OpenCV lacks the encoder)")
     atomic_write_bytes(path, buf.tobytes())
     return path
 

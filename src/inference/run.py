@@ -11,8 +11,12 @@ from tqdm import tqdm
 
 from restoregan import cli
 from restoregan.data.datasets import image_size
-from restoregan.data.io import list_images, read_image, set_max_pixels, to_numpy, to_tensor, write_image
+from restoregan.data.io import (IMAGE_SUFFIXES, list_images, read_image_full, set_max_pixels, to_numpy, to_tensor,
+                                write_image_as)
 from restoregan.data.video import is_video_file
+from restoregan.gans.card import format_card
+from restoregan.gans.onnx_model import prepare_for_infer
+from restoregan.inference.images import ImageOptions
 from restoregan.inference.tiled import check_tiling, resolve_device
 from restoregan.models import Model, check_chosen, chosen_task, load_model, tiling_note, with_options
 from restoregan.outputs import Inputs, one_target_each, prepare_outputs
@@ -22,12 +26,14 @@ from restoregan.tasks.base import RunOptions
 
 
 def output_paths(
-    inputs: list[Path], output: Path, suffix: str, source: Path | None = None, ckpt: str | Path | None = None
+    inputs: list[Path], output: Path, suffix: str, source: Path | None = None, ckpt: str | Path | None = None,
+    extensions: list[str] | None = None,
 ) -> list[Path]:
-    """`<output>/<stem><suffix>.png` for each input; refuses to overwrite an input (the images, the `source`
-    folder they came from, the model files of `ckpt`) or to write one file twice; removes the temps a killed
-    run left beside the targets."""
-    targets = [output / f"{p.stem}{suffix}.png" for p in inputs]
+    """`<output>/<stem><suffix><extension>` for each input (extensions: .png each unless given); refuses to
+    overwrite an input (the images, the `source` folder they came from, the model files of `ckpt`) or to write
+    one file twice; removes the temps a killed run left beside the targets."""
+    extensions = extensions or [".png"] * len(inputs)
+    targets = [output / f"{p.stem}{suffix}{ext}" for p, ext in zip(inputs, extensions)]
     one_target_each(inputs, targets)
     # the folder (or file) the images came from covers them all: its files are matched by inode
     prepare_outputs(Inputs([source] if source is not None else inputs).add_models([ckpt]), targets)
@@ -35,7 +41,8 @@ def output_paths(
 
 
 # Settings checked up front (restoregan.cli.check_ranges): key -> (least value, or None for auto/true/false; what
-# it takes). A task's own options are checked by the task class when the model's task is built.
+# it takes). A task's own options are checked by the task class when the model's task is built; the image keys
+# (outscale, quality, image_format, ...) by restoregan.inference.images.ImageOptions.from_cfg.
 OPTIONS = {
     "video.max_frames": (1, "a number of frames >= 1"), "video.segment_frames": (1, "a number of frames >= 1"),
     "video.batch": (1, "a number of frames >= 1"), "video.contact_frames": (0, "a number of rows >= 0"),
@@ -50,7 +57,14 @@ def load(cfg: DictConfig, device: torch.device) -> Model:
     target, options = chosen_task(cfg.get("task"))
     model = load_model(cfg.ckpt, device)
     check_chosen(model, target)
-    return prepare(with_options(model, options), cfg)
+    card = format_card(model.meta.get("card"))
+    if card:
+        print(card)
+    model = with_options(model, options)
+    switches = {k: bool(cfg.get(k)) for k in ("channels_last", "compile", "bf16")}
+    for note in prepare_for_infer(model, cfg.tile, switches):  # ONNX models (restoregan.gans.onnx_model)
+        print(note)
+    return prepare(model, cfg)
 
 
 def is_stream(source: Path, model: Model) -> bool:
@@ -74,20 +88,30 @@ def infer_video(cfg: DictConfig, model: Model, source: Path, run: RunOptions) ->
 
 
 def infer_images(cfg: DictConfig, model: Model, source: Path, run: RunOptions) -> list[Path]:
-    """Each image on its own: `task.apply_batch` on a batch of one, written as it is done (atomically)."""
+    """Each image on its own: `task.apply_batch` on a batch of one, then the image options (outscale, alpha,
+    format, depth, grey: restoregan.inference.images), written as it is done (atomically)."""
     output = Path(cfg.output)
+    options = ImageOptions.from_cfg(cfg)
     inputs = list_images(source) if source.is_dir() else [source]
-    targets = output_paths(inputs, output, model.task.output_suffix, source, cfg.ckpt)
+    targets = output_paths(inputs, output, options.stem_suffix(model.task), source, cfg.ckpt,
+                           [options.target_suffix(p) for p in inputs])
     # the headers are read again only when tiling may apply (the note measures the model's receptive field)
     largest = max((max(image_size(p)) for p in inputs), default=0) if run.tile is not None else 0
     note = tiling_note(model, run.tile, run.tile_overlap, largest)
     if note:
         print(note)
     output.mkdir(parents=True, exist_ok=True)
+    dropped = []  # inputs whose alpha a JPEG output cannot hold
     for src, dst in tqdm(list(zip(inputs, targets)), desc=f"{model.task.name} on {run.device}", unit="img"):
+        image = read_image_full(src)
         with torch.inference_mode():
-            out = model.task.apply_batch(model, to_tensor(read_image(src))[None], run)
-        write_image(dst, to_numpy(out[0].clamp(0, 1).cpu()))
+            out = model.task.apply_batch(model, to_tensor(image.rgb)[None], run)
+        write_image_as(dst, **options.finish(image, to_numpy(out[0].clamp(0, 1).cpu()), model.task, dst))
+        if options.alpha and image.alpha is not None and dst.suffix.lower() in (".jpg", ".jpeg"):
+            dropped.append(src)
+    if dropped:
+        print(f"note: JPEG has no alpha: the alpha channel of {len(dropped)} image(s) ({dropped[0].name}, ...) was "
+              "dropped; image_format=png or webp keeps it")
     return targets
 
 
@@ -95,6 +119,7 @@ def infer(cfg: DictConfig) -> list[Path]:
     set_max_pixels(cfg.max_pixels)  # checked from each image's header before it is decoded
     check_tiling(cfg.tile, cfg.tile_overlap)
     cli.check_ranges(cfg, OPTIONS)
+    ImageOptions.from_cfg(cfg)  # the image keys, refused in one line before any model loads
     if cfg.pipeline is not None:  # pipeline=film: stages with their own checkpoints (restoregan.pipeline)
         if cfg.get("task") is not None:
             raise ValueError("task=...: options of one model; with pipeline=film set each stage's own "
@@ -118,5 +143,5 @@ def wrote_line(targets: list[Path], output: Path) -> str:
     """The last line: the one output (an image, a video, a frame folder), else how many files, named by kind."""
     if len(targets) == 1:
         return f"wrote {targets[0]}"
-    noun = "images" if all(p.suffix.lower() == ".png" for p in targets) else "files"
+    noun = "images" if all(p.suffix.lower() in IMAGE_SUFFIXES for p in targets) else "files"
     return f"wrote {len(targets)} {noun} in {output}"
