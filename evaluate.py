@@ -4,27 +4,14 @@ python evaluate.py [ckpt=PATH | ckpt='[A,B]'] DATA out_dir=DIR [task=<name> task
   hr_dir=DIR for colorize and restore, input=VIDEO_OR_FRAME_DIR for interp; without ckpt, task=<name> gives a
   baseline-only report (python evaluate.py task=sr task.scale=4 hr_dir=DIR out_dir=DIR)
 python evaluate.py input=ORIGINAL result=PROCESSED out_dir=DIR   (temporal consistency of a processed video)
+Installed, the same command is restoregan-evaluate; both call restoregan.entry.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from restoregan.entry import evaluate_app as main, evaluate_main
 
-import hydra
-from omegaconf import DictConfig
-
-from restoregan import cli
-from restoregan.evaluation.run import evaluate
-
-
-@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
-@cli.task
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
-    out = Path(cfg.out_dir)
-    print((out / "metrics.md").read_text())
-    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'}, {out / 'comparison.png'}")
-
+__all__ = ["main", "evaluate_main"]  # `main`: the @hydra.main function tests call
 
 if __name__ == "__main__":
-    cli.run(main)
+    evaluate_main()

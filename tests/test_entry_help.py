@@ -1,5 +1,6 @@
-"""What evaluate.py and infer.py tell a user: `--help` with their own usage and only their own config groups
-(training's `experiment=`, `generator=`, ... would be refused by them), and infer.py's last line."""
+"""What train.py, evaluate.py and infer.py tell a user: `--help` with their own usage and only their own config
+groups (training's `experiment=`, `generator=`, ... would be refused by the others, infer's `pipeline=` by train),
+Hydra's job name (the script's, though restoregan.entry runs all three), and infer.py's last line."""
 
 from __future__ import annotations
 
@@ -30,19 +31,21 @@ def _script(name: str) -> ModuleType:
     return module
 
 
-def _help(name: str, monkeypatch, capsys) -> str:
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--help"])
+def _help(name: str, monkeypatch, capsys, args: tuple[str, ...] = ("--help",)) -> str:
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
     main = _script(name).main
     inner = main
     while hasattr(inner, "__wrapped__"):
         inner = inner.__wrapped__
     inner.__module__ = "__main__"  # as when run as a script: Hydra then finds conf/ beside the file
+    code = None
     try:
-        with pytest.raises(SystemExit) as info:
-            main()
+        main()  # --cfg prints and returns
+    except SystemExit as exit_:  # --help exits
+        code = exit_.code
     finally:
         GlobalHydra.instance().clear()  # --help leaves Hydra initialised; later compose() calls need it clear
-    assert info.value.code in (0, None)
+    assert code in (0, None)
     return capsys.readouterr().out
 
 
@@ -56,15 +59,30 @@ def _stems(group: str) -> list[str]:
     return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("name, groups", [("evaluate", ["task"]), ("infer", ["task", "pipeline"])])
-def test_help_shows_the_scripts_usage_and_only_its_groups(name: str, groups: list[str], monkeypatch, capsys) -> None:
+ALL_GROUPS = TRAINING_GROUPS + ("task", "pipeline", "debug", "hparams_search")
+
+
+@pytest.mark.parametrize("name, usage, groups, key", [
+    ("evaluate", "python evaluate.py ckpt=", ["task"], "ckpt: null"),
+    ("infer", "python infer.py ckpt=", ["task", "pipeline"], "ckpt: null"),
+    ("train", "python train.py experiment=", [*TRAINING_GROUPS, "task", "debug", "hparams_search"], "ckpt_path: null"),
+])
+def test_help_shows_the_scripts_usage_and_only_its_groups(name: str, usage: str, groups: list[str], key: str,
+                                                          monkeypatch, capsys) -> None:
     text = _help(name, monkeypatch, capsys)
-    assert f"python {name}.py ckpt=" in text
-    for group in groups:
+    assert usage in text
+    for group in groups:  # every option of the folder, none that is not there: a new one must be added to the help
         assert _group(text, group) == _stems(group), (group, text)
-    for group in TRAINING_GROUPS + (() if "pipeline" in groups else ("pipeline",)):
+    for group in set(ALL_GROUPS) - set(groups):
         assert _group(text, group) is None, (group, text)
-    assert "ckpt: null" in text and "out" in text  # the config itself, to override
+    assert key in text  # the config itself, to override
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "infer"])
+def test_hydra_job_name_is_the_scripts(name: str, monkeypatch, capsys) -> None:
+    # restoregan.entry holds all three mains; Hydra would call each job "entry" without hydra.job.name in the yaml
+    text = _help(name, monkeypatch, capsys, ("--cfg", "hydra", "--package", "hydra.job"))
+    assert re.search(rf"^name: {name}$", text, re.MULTILINE), text
 
 
 def test_infer_last_line_names_one_output_or_counts_files_by_kind() -> None:

@@ -10,6 +10,9 @@ Each has `checkpoint_state()` (called by restoregan.training.resume.ResumeState 
   written aside and renamed, so a kill never leaves a half-written log.
 - wandb: the run id goes into the checkpoint; a resumed run reopens that run (resume="allow") instead of
   starting a second one. wandb keeps the points it already has for the redone steps.
+
+`log_config` gives either one the whole composed config as the run's hyperparameters (csv/hparams.yaml, wandb's
+config panel), beside the module's own that Lightning logs when fit starts.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import os
 import warnings
 from typing import Any
 
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
@@ -110,3 +114,9 @@ class ResumableWandbLogger(WandbLogger):
 
     def checkpoint_state(self) -> dict:
         return {"id": str(self.version)} if self.version else {}
+
+
+def log_config(logger: Logger, cfg: DictConfig) -> None:
+    """Every group's choice and every value, interpolations resolved: what the run was, readable beside its
+    metrics without the run folder's .hydra/ (a wandb run is often looked at far from it)."""
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

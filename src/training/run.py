@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from restoregan.data.io import set_max_pixels
+from restoregan.gans.card import model_card, training_data
 from restoregan.gans.checkpoint import load_generator, save_export, torch_load_weights_only
 from restoregan.losses.weighted import WeightedSum
 from restoregan.models import task_from_config
@@ -27,6 +28,7 @@ from restoregan.training.health import (
     check_rule_names_up_front,
 )
 from restoregan.training.inputs import check_run_outputs
+from restoregan.training.loggers import log_config
 from restoregan.training.lock import hold_run, launching_rank, save_run_config
 from restoregan.training.checkpoint_io import AtomicCheckpointIO, remove_checkpoint_temps
 from restoregan.training.progress import IterationProgressBar
@@ -40,8 +42,18 @@ log = logging.getLogger(__name__)
 class TrainResult:
     run_dir: Path
     last_checkpoint: Path
-    export: Path | None
+    export: Path | None  # None: not rank zero, or checkpoints=false
     module: GANModule
+    metrics: dict[str, float] = field(default_factory=dict)  # the last logged value of each metric (val/psnr, ...)
+
+    def metric(self, name: str | None) -> float | None:
+        """`optimized_metric`'s value for a sweeper (None when no name is given)."""
+        if name is None:
+            return None
+        if name not in self.metrics:
+            known = ", ".join(sorted(k for k in self.metrics if k.startswith("val/"))) or "none"
+            raise ValueError(f"optimized_metric={name}: the run logged no such metric (validation logged: {known})")
+        return self.metrics[name]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path, overwrite: bool) -> str | None:
@@ -126,7 +138,7 @@ def check_schedule(cfg: DictConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low or (key == "seed" and value >= 2**32):
             what = "a seed from 0 to 2**32-1" if key == "seed" else f"a whole number of iterations >= {low}"
             raise ValueError(f"{key}={value}: expected {what}")
-    for key in ("overwrite", "pretrained_backbones"):
+    for key in ("overwrite", "pretrained_backbones", "checkpoints"):
         if not isinstance(cfg.get(key, False), bool):
             raise ValueError(f"{key}={cfg[key]}: expected true or false")
     for key in ("ckpt_path", "init_from", "run_dir"):
@@ -185,18 +197,23 @@ class IterationCheckpoint(ModelCheckpoint):
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, health: HealthConfig) -> list[pl.Callback]:
-    checkpoint = IterationCheckpoint(
+    # HealthMonitor before ModelCheckpoint (Lightning runs checkpoint callbacks last): an unhealthy state is never saved
+    callbacks: list[pl.Callback] = [ResumeState(), HealthMonitor(health), *extra_callbacks()]
+    if cfg.get("checkpoints", True):  # false (debug=...): no checkpoint at all
+        callbacks.insert(0, iteration_checkpoint(run_dir))
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(IterationProgressBar(total_iterations(cfg)))
+    return callbacks
+
+
+def iteration_checkpoint(run_dir: Path) -> IterationCheckpoint:
+    return IterationCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="iter{iteration:07d}",
         auto_insert_metric_name=False,
         save_last=True,
         save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
     )
-    # HealthMonitor before ModelCheckpoint (Lightning runs checkpoint callbacks last): an unhealthy state is never saved
-    callbacks: list[pl.Callback] = [checkpoint, ResumeState(), HealthMonitor(health), *extra_callbacks()]
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(IterationProgressBar(total_iterations(cfg)))
-    return callbacks
 
 
 def build_logger(cfg: DictConfig, resume: dict | None) -> Logger | bool:
@@ -206,6 +223,7 @@ def build_logger(cfg: DictConfig, resume: dict | None) -> Logger | bool:
     logger = instantiate(cfg.logger)
     if resume is not None:
         resume_loggers([logger], resume)
+    log_config(logger, cfg)
     return logger
 
 
@@ -216,10 +234,21 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback], 
         val_check_interval=cfg.val_every,
         check_val_every_n_epoch=None,
         default_root_dir=str(run_dir),
+        enable_checkpointing=cfg.get("checkpoints", True),  # false: nor Lightning's default checkpoint callback
         logger=logger,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],  # checkpoints whole or absent
     )
+
+
+def run_card(cfg: DictConfig, module: GANModule) -> dict:
+    """The export's model card (restoregan.gans.card): the run's name, network, task, data and iterations; author,
+    licence and description from train.yaml's `card:`."""
+    given = cfg.get("card") or {}
+    return model_card(name=cfg.name, author=given.get("author"), licence=given.get("licence"),
+                      description=given.get("description"), arch=OmegaConf.to_container(cfg.generator, resolve=True),
+                      task=module.task.name, scale=module.task.scale, training_data=training_data(cfg.get("data")),
+                      iterations=int(module.iteration))
 
 
 def export_generator(cfg: DictConfig, module: GANModule, run_dir: Path) -> Path:
@@ -233,6 +262,7 @@ def export_generator(cfg: DictConfig, module: GANModule, run_dir: Path) -> Path:
             "scale": module.task.scale,
             "name": cfg.name,
             "iterations": int(module.iteration),
+            "card": run_card(cfg, module),
         },
     )
     print(
@@ -286,7 +316,15 @@ def _train(cfg: DictConfig) -> TrainResult:
         save_run_config(run_dir, cfg)  # .hydra/: Hydra itself writes nothing into the run folder (train.yaml)
     # weights_only: resuming reads tensors and plain data, never unpickles code from the checkpoint
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if not cfg.get("checkpoints", True):  # debug=...: nothing written to resume from or hand on
+        streak = next(cb for cb in trainer.callbacks if isinstance(cb, HealthMonitor)).open_streak()
+        if streak is not None:
+            log.warning(f"{streak} when training ended at iteration {int(module.iteration)}")
+        print(f"\nTraining done ({int(module.iteration)} iterations); checkpoints=false: no checkpoint, no export.\n"
+              f"  logs and validation grids: {run_dir}")
+        return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", None, module, metrics)
     finish(trainer, module, run_dir)
 
     export = export_generator(cfg, module, run_dir) if trainer.is_global_zero else None
-    return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", export, module)
+    return TrainResult(run_dir, run_dir / "checkpoints" / "last.ckpt", export, module, metrics)
