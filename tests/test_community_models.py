@@ -5,6 +5,7 @@ loaded with `load_model`: detected architecture, task, scale, and the stage run 
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -166,6 +167,35 @@ def test_rife_layouts_we_do_not_run_are_refused_in_one_line(tmp_path: Path) -> N
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"flownet\.pkl: weights do not fit RIFE .*shape mismatches"):
         load_model(path)
+
+
+@pytest.mark.parametrize("key, shape, what", [
+    ("module.block0.lastconv.0.weight", (192, 50000, 1, 0), "sizes this version does not run"),  # 12500 outputs
+    ("module.block0.conv0.1.0.weight", (10**6, 96, 0, 0), "sizes this version does not run"),  # a huge width
+    ("module.block1.convblock.3.conv.weight", (128, 10**6, 0, 3), "shape mismatches"),  # sizes fit, shape not
+])
+def test_rife_sizes_are_bounded_before_anything_is_built(tmp_path: Path, key: str, shape: tuple, what: str) -> None:
+    # empty tensors with huge shapes: a few KB on disk, gigabytes if the network were built from them
+    state = random_state("rife_v4_6")
+    state[key] = torch.empty(shape)
+    path = save_as_user("rife_v4_6", tmp_path, state)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert time.perf_counter() - start < 2
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and what in message and "\n" not in message
+
+
+def test_spandrel_load_errors_name_the_mismatched_key(tmp_path: Path) -> None:
+    state = random_state("dncnn")
+    state["model.2.weight"] = torch.zeros(64, 64, 5, 5)  # published: (64, 64, 3, 3)
+    path = save_as_user("dncnn", tmp_path, state)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: spandrel recognised but could not load it") and "\n" not in message
+    assert "model.2.weight: [64, 64, 5, 5] in the file, [64, 64, 3, 3] in the model" in message
 
 
 # --- the film pipeline selects them by path ----------------------------------------------------------------------

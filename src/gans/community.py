@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from restoregan.data.color import chroma
-from restoregan.gans.checkpoint import CheckpointError, LoadedGenerator, _load_weights
+from restoregan.gans.checkpoint import CheckpointError, LoadedGenerator, _check_weights, _short
 
 RIFE_PURPOSE = "FrameInterpolation"
 COLORIZATION_PURPOSE = "Colorization"
@@ -23,6 +23,12 @@ _RIFE_BLOCK = re.compile(r"block(\d+)\.")
 # keys of Practical-RIFE training modules that inference never uses (the distillation teacher, a time predictor)
 _RIFE_TRAINING_ONLY = ("teacher.", "caltime.")
 _SUPPORTED = "only the layout of Practical-RIFE v4.5 and v4.6 is supported"
+# what that layout allows, checked before building: v4.5's last layer has 4 x 5 channels, v4.6's 4 x 6; the
+# published files have 4 blocks of widths 192..64 and 8 residual convs each, these bounds leave room around them
+_RIFE_OUTPUTS = (5, 6)
+_RIFE_WIDTHS = (16, 512)
+_RIFE_MAX_RES = 16
+_RIFE_MAX_BLOCKS = 8
 
 
 # --- RIFE -----------------------------------------------------------------------------------------------
@@ -42,7 +48,8 @@ def rife_state(state: Mapping[str, Any]) -> dict[str, Tensor] | None:
 def rife_kwargs(path: Path, state: Mapping[str, Any]) -> dict[str, Any]:
     """`RifeInterpolator` arguments read from the weights' shapes; a RIFE layout it cannot hold is refused in one
     line: v4.0-v4.4 (plain convolutions, a bare transposed conv last: `lastconv.weight`) and v4.7 and later (a
-    feature encoder, `encode.*`)."""
+    feature encoder, `encode.*`). Every size is bounded before any network is built (a file of empty tensors
+    with huge shapes would otherwise allocate gigabytes), and the shapes are checked against them by `load_rife`."""
     if any(k.startswith("encode.") for k in state):
         raise CheckpointError(f"{path}: a RIFE flownet with a feature encoder (encode.*: Practical-RIFE v4.7 or "
                               f"later); {_SUPPORTED}")
@@ -51,7 +58,10 @@ def rife_kwargs(path: Path, state: Mapping[str, Any]) -> dict[str, Any]:
                               f"last transposed conv); {_SUPPORTED}")
     blocks = sorted({int(m.group(1)) for k in state if (m := _RIFE_BLOCK.match(k))})
     if blocks != list(range(len(blocks))):
-        raise CheckpointError(f"{path}: RIFE flownet with blocks {blocks}; expected block0, block1, ...")
+        raise CheckpointError(f"{path}: RIFE flownet with blocks {_short(str(blocks))}; expected block0, block1, ...")
+    if len(blocks) > _RIFE_MAX_BLOCKS:
+        raise CheckpointError(f"{path}: RIFE flownet with {len(blocks)} blocks (at most {_RIFE_MAX_BLOCKS}); "
+                              f"{_SUPPORTED}")
     widths, res = [], set()
     for i in blocks:
         weight = state.get(f"block{i}.conv0.1.0.weight")
@@ -60,19 +70,34 @@ def rife_kwargs(path: Path, state: Mapping[str, Any]) -> dict[str, Any]:
         widths.append(int(weight.shape[0]))
         res.add(len({k.split(".")[2] for k in state if k.startswith(f"block{i}.convblock.")}))
     last = state["block0.lastconv.0.weight"]
-    if len(res) != 1 or last.dim() != 4 or last.shape[1] % 4 or last.shape[1] < 4 * 5:
+    if len(res) != 1 or not isinstance(last, Tensor) or last.dim() != 4:
         raise CheckpointError(f"{path}: a RIFE flownet of a layout this version does not know")
-    return {"widths": widths, "num_res": res.pop(), "outputs": int(last.shape[1]) // 4}
+    outputs, num_res = int(last.shape[1]) // 4, res.pop()
+    low, high = _RIFE_WIDTHS
+    if (last.shape[1] % 4 or outputs not in _RIFE_OUTPUTS or not 1 <= num_res <= _RIFE_MAX_RES
+            or not all(low <= c <= high and c % 2 == 0 for c in widths)):
+        raise CheckpointError(
+            f"{path}: a RIFE flownet of sizes this version does not run (widths {_short(str(widths))}, "
+            f"{num_res} residual convs, {int(last.shape[1])} last-layer channels; expected even widths "
+            f"{low}..{high}, 1..{_RIFE_MAX_RES} residual convs, {' or '.join(str(4 * o) for o in _RIFE_OUTPUTS)} "
+            f"channels); {_SUPPORTED}")
+    return {"widths": widths, "num_res": num_res, "outputs": outputs}
 
 
 def load_rife(path: Path, state: Mapping[str, Tensor]) -> Any:
-    """A `LoadedGenerator` (purpose "FrameInterpolation") for a RIFE flownet's weights (`rife_state`)."""
+    """A `LoadedGenerator` (purpose "FrameInterpolation") for a RIFE flownet's weights (`rife_state`). The
+    network is first built on the meta device (no memory) and every tensor's shape checked against it, then
+    built for real."""
     from restoregan.gans.rife import RifeInterpolator
 
     kwargs = rife_kwargs(path, state)
-    net = RifeInterpolator(**kwargs)
     name = f"RIFE v4 IFNet (widths {'/'.join(map(str, kwargs['widths']))})"
-    _load_weights(path, net, {f"flownet.{k}": v for k, v in state.items()}, name)
+    weights = {f"flownet.{k}": v for k, v in state.items()}
+    with torch.device("meta"):
+        shaped = RifeInterpolator(**kwargs)
+    _check_weights(path, shaped, weights, name)
+    net = RifeInterpolator(**kwargs)
+    net.load_state_dict(weights)
     return LoadedGenerator(net, 1, None, None, f"{name}, Practical-RIFE flownet", {}, RIFE_PURPOSE, (3, 3), 1)
 
 
