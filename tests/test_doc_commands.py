@@ -180,6 +180,10 @@ def _train(command: Command, args: list[str], tmp_path: Path) -> str | None:
     needs = _needs(args)
     if needs:
         return f"composed only: needs {needs}"
+    if cfg.trainer.get("strategy") not in (None, "auto"):
+        # DDP in this process would leave a process group and its env (MASTER_PORT, ...) to every later test;
+        # tests/test_train.py::test_ddp_two_processes_on_cpu runs trainer=ddp in its own two processes
+        return f"composed only: strategy {cfg.trainer.strategy} runs in processes of its own (test_train.py)"
     with open_dict(cfg):
         if cfg.get("d_pretrain_iters"):  # the discriminator's own pretraining (film_restore: 2000 iterations)
             cfg.d_pretrain_iters = 1
@@ -243,7 +247,12 @@ def _run(command: Command, workspace: Workspace, tmp_path: Path, monkeypatch: py
 def test_doc_command_runs(command: Command, workspace: Workspace, tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    note = _run(command, workspace, tmp_path, monkeypatch)
+    environ = dict(os.environ)
+    try:
+        note = _run(command, workspace, tmp_path, monkeypatch)
+    finally:  # what a run sets in the environment (Lightning: ranks, ports) must not reach the next test
+        os.environ.clear()
+        os.environ.update(environ)
     if note:
         print(f"{command.id}: {note}")
 

@@ -278,3 +278,16 @@ def test_cli_refuses_a_bad_quality_in_one_line(bilinear: dict[int, Path], tmp_pa
     assert done.stderr.strip().splitlines() == [
         "error: quality=0: expected a whole number from 1 to 100 (JPEG and WebP quality)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_outscale_beyond_the_pixel_cap_is_refused_before_the_model_runs(bilinear: dict[int, Path],
+                                                                       tmp_path: Path) -> None:
+    _rgb8(tmp_path / "in" / "a.png", 6, 5)  # 30 pixels; outscale=200 -> 1000x1200 = 1.2 MP, above the cap of 1 MP
+    with pytest.raises(ValueError, match=r"a\.png: outscale=200\.0 makes it 1000x1200 = 1200000 pixels, above "
+                                         r"max_pixels=1000000"):
+        _run(bilinear[2], tmp_path / "in" / "a.png", tmp_path / "out", "outscale=200", "max_pixels=1000000")
+    assert not (tmp_path / "out" / "a_x2.png").exists()
+    # under the cap it is written at that size
+    with Image.open(_run(bilinear[2], tmp_path / "in" / "a.png", tmp_path / "ok", "outscale=20",
+                         "max_pixels=1000000")) as got:
+        assert got.size == (100, 120)

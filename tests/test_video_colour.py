@@ -149,4 +149,5 @@ def test_pipeline_output_keeps_the_input_bt709(tmp_path: Path) -> None:
     assert tags == (BT709, LIMITED, BT709, BT709)
     assert len(frames) == 2
     err = max_error(frames, rgb[None])
+    print(f"BT.709 720p bars through infer.py: per-channel (R, G, B) max error {err} levels")
     assert max(err) <= 1, f"per-channel max error after the pipeline: {err}"

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from restoregan.data.io import LoadedImage
+from restoregan.data.io import LoadedImage, get_max_pixels
 from restoregan.tasks.image import ImageToImageTask
 
 IMAGE_FORMATS = ("auto", "png", "jpg", "webp")
@@ -43,7 +43,7 @@ class ImageOptions:
     image_format: str = "auto"
     quality: int = 95
     suffix: str | None = None
-    keep_grey: bool = True
+    keep_grey: bool = False
     depth: str | int = "auto"
 
     @classmethod
@@ -105,6 +105,18 @@ class ImageOptions:
             bits = int(self.depth)
         grey = self.keep_grey and image.grey and keeps_colour(task)
         return {"rgb": rgb, "alpha": alpha, "bits": bits, "grey": grey, "quality": self.quality}
+
+
+    def check_size(self, source: Path, height: int, width: int) -> None:
+        """Refuse, before the model runs, an `outscale` output above the pixel cap (`max_pixels`, which inputs
+        are held to as well): outscale=200 on a photo would otherwise ask for hundreds of GB."""
+        cap = get_max_pixels()
+        if self.outscale is None or cap is None:
+            return
+        h, w = output_size(height, width, self.outscale)
+        if h * w > cap:
+            raise ValueError(f"{source}: outscale={self.outscale} makes it {w}x{h} = {h * w} pixels, above "
+                             f"max_pixels={cap}; lower outscale or raise max_pixels")
 
 
 def keeps_colour(task: Any) -> bool:

@@ -52,6 +52,10 @@ OPTIONS = {
 }
 
 
+# Image keys (restoregan.inference.images) with their defaults: set for a video, they are named as unused.
+IMAGE_ONLY = {"outscale": None, "image_format": "auto", "suffix": None, "keep_grey": False, "image_depth": "auto"}
+
+
 def load(cfg: DictConfig, device: torch.device) -> Model:
     """The model of cfg.ckpt with `task.<option>`s laid over its task, once `task=` is checked to be its own."""
     target, options = chosen_task(cfg.get("task"))
@@ -78,6 +82,10 @@ def infer_video(cfg: DictConfig, model: Model, source: Path, run: RunOptions) ->
     """The film pipeline's video path with one stage, the model's task: sound, timestamps, resume, side outputs."""
     name = model.task.name
     stem = source.name if source.is_dir() else source.stem
+    unused = [k for k, default in IMAGE_ONLY.items() if cfg.get(k, default) != default]
+    if unused:
+        print(f"note: {', '.join(unused)} apply to image inputs; a video or frame sequence is written by the "
+              "video: block (video.format, video.depth, ...)")
     target = named_output(Path(cfg.output), f"{stem}{model.task.output_suffix}", cfg.video.format, source.is_dir())
     job = plan_job(source, target, cfg.video, [Path(cfg.ckpt)])
     stage = model.task.stage(name, model, run)
@@ -104,6 +112,7 @@ def infer_images(cfg: DictConfig, model: Model, source: Path, run: RunOptions) -
     dropped = []  # inputs whose alpha a JPEG output cannot hold
     for src, dst in tqdm(list(zip(inputs, targets)), desc=f"{model.task.name} on {run.device}", unit="img"):
         image = read_image_full(src)
+        options.check_size(src, *image.rgb.shape[:2])
         with torch.inference_mode():
             out = model.task.apply_batch(model, to_tensor(image.rgb)[None], run)
         write_image_as(dst, **options.finish(image, to_numpy(out[0].clamp(0, 1).cpu()), model.task, dst))
