@@ -64,6 +64,12 @@ def test_an_export_without_a_card_loads_and_prints_none(tmp_path: Path, capsys) 
     ({"owner": "x"}, "card.owner: not a card key"),
     ({"benchmarks": [{"dataset": "Set5", "psnr": [1, 2]}]}, r"card.benchmarks\[0\].psnr: a list"),
     ("text", "card: a str, not a mapping"),
+    ({"name": "ok\x1b[2J\x1b]0;pwned\x07"}, "card.name: holds the control character U\\+001B"),
+    ({"author": "Ada\nmodel card: forged"}, "card.author: holds the control character U\\+000A"),
+    ({"description": "one\r\ntwo"}, "card.description: holds the control character U\\+000D"),
+    ({"licence": "MIT\u202e"}, "card.licence: holds the control character U\\+202E"),  # a bidi override
+    ({"benchmarks": [{"dataset": "Set5\x1b[31m"}]}, r"card.benchmarks\[0\].dataset: holds the control"),
+    ({"benchmarks": [{"psnr\x1b[0m": 1.0}]}, r"card.benchmarks\[0\]: key 'psnr\\x1b\[0m': holds the control"),
 ])
 def test_a_card_that_is_not_plain_data_is_refused(tmp_path: Path, card: object, match: str) -> None:
     src = make_export(tmp_path / "runs", "tiny_sr", "sr")
@@ -72,6 +78,14 @@ def test_a_card_that_is_not_plain_data_is_refused(tmp_path: Path, card: object, 
     with pytest.raises(CheckpointError, match=match) as info:
         load_model(src)
     assert str(info.value).startswith(str(src)) and "\n" not in str(info.value)
+
+
+def test_a_description_keeps_its_paragraphs_indented(tmp_path: Path) -> None:
+    src = make_export(tmp_path / "runs", "tiny_sr", "sr")
+    description = yaml.safe_load(src.read_text())
+    src.write_text(yaml.safe_dump({**description, "card": {"name": "m", "description": "First  one.\n\nSecond."}}))
+    printed = format_card(load_model(src).meta["card"])
+    assert printed.splitlines() == ["model card: m", "  First one.", "  Second."]
 
 
 def test_scores_are_taken_from_the_report_that_scored_this_very_file(tmp_path: Path) -> None:

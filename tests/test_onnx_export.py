@@ -3,6 +3,7 @@ and .onnx files in infer.py, the film pipeline and load_model: ours, someone els
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -272,3 +273,74 @@ def test_an_export_that_differs_from_pytorch_is_not_written(tmp_path: Path) -> N
         export_onnx(_SizeBranch(), {"_target_": "tests._SizeBranch"}, RestorationTask(grey=False).config(), None,
                     tmp_path / "wrong.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def _ours(path: Path, task: dict, *, inputs: int = 1, scale: str = "1", channels: str = "[3, 3]",
+          dims: tuple = (None, 3, None, None), weight: float | None = None) -> Path:
+    """An identity graph (plus a weight when given) with our metadata: what it says is up to the test."""
+    helper = onnx.helper
+    names = ["frame0", "frame1", "t"] if inputs == 3 else ["input", "second"][:inputs]
+    ins = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None] if n == "t" else list(dims)) for n in names]
+    nodes, init = [helper.make_node("Identity", [names[0]], ["output"])], []
+    if weight is not None:
+        init = [onnx.numpy_helper.from_array(np.array([1.0, weight, 2.0], np.float32).reshape(1, 3, 1, 1), "w")]
+        nodes = [helper.make_node("Mul", [names[0], "w"], ["output"])]
+    out = helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, list(dims))
+    model = helper.make_model(helper.make_graph(nodes, "g", ins, [out], init),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    meta = {"restoregan.format": "1", "restoregan.task": json.dumps(task), "restoregan.scale": scale,
+            "restoregan.generator": json.dumps({"_target_": "restoregan.gans.rrdbnet.RRDBNet"}),
+            "restoregan.pad_multiple": "1", "restoregan.channels": channels}
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+SR4 = {"_target_": "restoregan.tasks.sr.SuperResolutionTask", "scale": 4}
+RESTORE = {"_target_": "restoregan.tasks.restore.RestorationTask", "grey": False}
+INTERP = {"_target_": "restoregan.tasks.interp.InterpolationTask"}
+
+
+def test_our_onnx_whose_metadata_the_graph_belies_is_refused(tmp_path: Path) -> None:
+    honest = load_model(_ours(tmp_path / "honest.onnx", RESTORE))  # the control: what it says is true
+    x = torch.rand(1, 3, 7, 9)
+    assert (honest.task.name, honest.scale) == ("restore", 1) and torch.equal(honest.net(x), x)
+    start = time.perf_counter()
+    _one_line(_ours(tmp_path / "scale.onnx", SR4, scale="4"), r"restoregan.scale says x4, but .* 16x16 probe to 16x16")
+    assert time.perf_counter() - start < 2  # one small probe: loading stays quick
+    _one_line(_ours(tmp_path / "sr3.onnx", SR4, inputs=3, scale="4"), "3 inputs; its task needs one image input")
+    _one_line(_ours(tmp_path / "sr2.onnx", SR4, inputs=2, scale="4"), "2 inputs; its task needs one image input")
+    _one_line(_ours(tmp_path / "interp1.onnx", INTERP), "1 input; the interpolation task needs frame0, frame1, t")
+    colorize = {"_target_": "restoregan.tasks.colorize.ColorizationTask"}
+    _one_line(_ours(tmp_path / "chan.onnx", colorize, channels="[1, 2]"), "takes 3 channels; .* says 1")
+    any_channels = (None, None, None, None)  # the graph does not declare them: the probe tells
+    _one_line(_ours(tmp_path / "out.onnx", RESTORE, channels="[3, 2]", dims=any_channels),
+              "restoregan.channels says 2 output channels, but the graph gives 3")
+    _one_line(_ours(tmp_path / "in.onnx", RESTORE, channels="[2, 2]", dims=(None, 3, None, None)), "takes 3 channels")
+    _one_line(_ours(tmp_path / "sup.onnx", SR4, scale="²"), r"restoregan.scale: '²' is not a whole number")
+
+
+def test_an_interp_task_refuses_a_one_input_onnx_saying_why(tmp_path: Path) -> None:
+    from restoregan.gans.onnx_model import OnnxGenerator, read_onnx, session_for
+
+    path = _ours(tmp_path / "one.onnx", RESTORE)
+    net = OnnxGenerator(session_for(path, read_onnx(path), torch.device("cpu")), 1, 1, False)
+    arch = {"_target_": "restoregan.gans.interp_net.InterpolationNet"}  # what its metadata might claim
+    with pytest.raises(CheckpointError, match="an ONNX model with 1 input.*needs frame0, frame1, t") as info:
+        InterpolationTask().check_network(path, net, arch)
+    assert "InterpolationNet" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_onnx_with_non_finite_weights_is_refused(tmp_path: Path, bad: float) -> None:
+    fine = load_model(_ours(tmp_path / "fine.onnx", RESTORE, weight=3.0))
+    x = torch.rand(1, 3, 5, 6)
+    assert torch.allclose(fine.net(x), x * torch.tensor([1.0, 3.0, 2.0]).view(1, 3, 1, 1))
+    what = "NaN" if np.isnan(bad) else "infinite"
+    _one_line(_ours(tmp_path / "ours.onnx", RESTORE, weight=bad), f"weight w holds 1 {what} values of 3")
+    # someone else's file too (no metadata): the same weights
+    theirs = onnx.load(str(tmp_path / "ours.onnx"))
+    del theirs.metadata_props[:]
+    onnx.save(theirs, str(tmp_path / "theirs.onnx"))
+    _one_line(tmp_path / "theirs.onnx", f"weight w holds 1 {what} values")

@@ -11,12 +11,15 @@ file's metadata); infer.py prints it when it loads the model (`format_card`). Ke
     benchmarks                            [{dataset, <metric>: value, ...}]: evaluate.py's figures for it
 
 A card read from a file is data: a mapping of these keys to plain values (strings, numbers, null), benchmarks a
-short list of flat mappings; anything else is refused in one line (`check_card`).
+short list of flat mappings; anything else is refused in one line (`check_card`), and so are control and format
+characters in its text (a terminal escape sequence or a forged line would reach the user's terminal with it),
+except newlines in `description` (paragraphs, printed indented).
 """
 
 from __future__ import annotations
 
 import datetime
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +29,9 @@ KEYS = ("name", "author", "licence", "description", "architecture", "task", "sca
         "date", "benchmarks")
 MAX_TEXT = 4000  # characters of one value (a description of a few paragraphs)
 MAX_BENCHMARKS = 100
+# Unicode categories refused in a card's text: control (ESC, CR, ...) and format characters (bidi overrides), lone
+# surrogates, line and paragraph separators
+UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
 def model_card(
@@ -100,7 +106,7 @@ def check_card(path: Path | str, card: Any) -> dict:
                 raise ValueError(f"{path}: card.benchmarks: must be a list of at most {MAX_BENCHMARKS} mappings")
             out[key] = [_flat(path, f"card.benchmarks[{i}]", row) for i, row in enumerate(value)]
         else:
-            out[key] = _scalar(path, f"card.{key}", value)
+            out[key] = _scalar(path, f"card.{key}", value, newlines=key == "description")
     return out
 
 
@@ -111,18 +117,27 @@ def _flat(path: Path | str, where: str, row: Any) -> dict:
     for key, value in row.items():
         if not isinstance(key, str) or len(key) > 100:
             raise ValueError(f"{path}: {where}: key {str(key)[:40]!r} is not a short string")
+        _printable(path, f"{where}: key {key[:40]!r}", key)
         out[key] = _scalar(path, f"{where}.{key}", value)
     return out
 
 
-def _scalar(path: Path | str, where: str, value: Any) -> Any:
+def _scalar(path: Path | str, where: str, value: Any, newlines: bool = False) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
         if len(value) > MAX_TEXT:
             raise ValueError(f"{path}: {where}: text longer than {MAX_TEXT} characters")
+        _printable(path, where, value, newlines)
         return value
     raise ValueError(f"{path}: {where}: a {type(value).__name__} is not allowed (a string, a number or null)")
+
+
+def _printable(path: Path | str, where: str, text: str, newlines: bool = False) -> None:
+    bad = next((c for c in text if unicodedata.category(c) in UNPRINTABLE and not (newlines and c == "\n")), None)
+    if bad is not None:
+        raise ValueError(f"{path}: {where}: holds the control character U+{ord(bad):04X} (its text is printed to a "
+                         "terminal; only a description may hold newlines)")
 
 
 def format_card(card: Mapping[str, Any] | None) -> str | None:
@@ -143,8 +158,9 @@ def format_card(card: Mapping[str, Any] | None) -> str | None:
     trained = given("training_data", "iterations")
     if trained:
         lines.append("  " + ", ".join(trained))
-    if card.get("description"):
-        lines.append(f"  {' '.join(str(card['description']).split())}")
+    if card.get("description"):  # paragraphs kept, each indented under the card
+        paragraphs = (" ".join(p.split()) for p in str(card["description"]).split("\n"))
+        lines.extend(f"  {p}" for p in paragraphs if p)
     for row in card.get("benchmarks") or []:
         figures = ", ".join(f"{k} {_number(v)}" for k, v in row.items() if k != "dataset")
         lines.append(f"  benchmark {row.get('dataset', '?')}: {figures}")

@@ -498,8 +498,26 @@ def _kwargs_str(arch: Mapping[str, Any]) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """An error's first line; for torch's load_state_dict error (a header, then one line per problem) the header
+    and the first problem, shortened: the first mismatched key with both shapes, or the first missing or
+    unexpected key and how many there are."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if len(lines) == 1 or not lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[0]
+    problem = lines[1]
+    size = re.match(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+                    r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)", problem)
+    keys = re.match(r"(Missing|Unexpected) key\(s\) in state_dict: (.*)", problem)
+    if size:
+        problem = f"shape mismatch for {_short(size[1])}: {size[2]} in the file, {size[3]} in the model"
+    elif keys:
+        names = re.findall(r'"([^"]*)"', keys[2])
+        problem = f"{len(names)} {keys[1].lower()} keys (e.g. {_short(names[0] if names else keys[2])})"
+    else:
+        problem = _short(problem, 200)
+    return f"{lines[0]} {problem}" + ("; and more" if len(lines) > 2 else "")
 
 
 # --- community model files -----------------------------------------------------------------------

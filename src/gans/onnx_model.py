@@ -5,15 +5,17 @@ behind the `net(x)` / `.scale` interface of our generators (`OnnxGenerator`).
 A model file is data: onnxruntime runs the graph's operators and nothing else, and custom operator libraries are
 never registered, so a file can run no code of its own. Refused in one line: a file that is no ONNX protobuf,
 one whose tensors live in other files (external data: a model file must not make us read what it names), nodes
-of operator domains onnxruntime does not itself implement, inputs other than one 4-D image (or our interpolation
-net's frame0, frame1, t), and metadata that is no plain JSON. A foreign file says nothing of its task: its scale
-is measured on a 64x64 probe (output side / input side), and it is adopted like a community model of spandrel's
-("SR" above 1x, "Restoration" at 1x).
+of operator domains onnxruntime does not itself implement, NaN or infinite weights, inputs other than one 4-D image
+(or, for an interpolation task, frame0, frame1, t), and metadata that is no plain JSON or that the graph belies
+(checked on one small probe: output side = input side x scale, output channels as declared). A foreign file says
+nothing of its task: its scale is measured on a 64x64 probe (output side / input side), and it is adopted like a
+community model of spandrel's ("SR" above 1x, "Restoration" at 1x).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 ALLOWED_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}  # onnxruntime's own operators
 MAX_METADATA = 64 * 1024  # bytes of one metadata value; ours hold a few hundred
 PROBE_SIDE = 64
+OWN_PROBE_SIDE = 16  # our exports are checked on this side (rounded up to their pad multiple): small, for load time
 MULTIPLES = (2, 4, 8, 16, 32)  # a foreign model refusing an odd side is probed for the multiple it needs
 
 
@@ -178,7 +181,7 @@ def _json(path: Path, meta: dict[str, str], key: str) -> Any:
 
 def _whole(path: Path, meta: dict[str, str], key: str) -> int:
     text = meta.get(key, "")
-    if not text.isdigit() or not 0 < int(text) <= 64:
+    if not re.fullmatch(r"[0-9]{1,3}", text) or not 0 < int(text) <= 64:  # not isdigit(): "²" is a digit
         raise _fail(path, f"metadata {key}: {text[:40]!r} is not a whole number from 1 to 64")
     return int(text)
 
@@ -189,6 +192,7 @@ def load_onnx(path: Path, device: torch.device | str = "cpu") -> Any:
 
     device = torch.device(device)
     model = read_onnx(path)
+    check_finite_tensors(path, model)
     meta = _metadata(path, model)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if "restoregan.format" not in meta:
@@ -212,16 +216,83 @@ def load_onnx(path: Path, device: torch.device | str = "cpu") -> Any:
             extra["card"] = check_card(path, _json(path, meta, "restoregan.card"))
         except ValueError as err:
             raise _fail(path, str(err).removeprefix(f"{path}: ")) from None
-    interpolator = len(inputs) == 3
-    if len(inputs) not in (1, 3):
-        raise _fail(path, f"{len(inputs)} inputs; ours take one image or (frame0, frame1, t)")
+    interpolator = _is_interpolation(path, task)
+    if len(inputs) != (3 if interpolator else 1):
+        plural = "" if len(inputs) == 1 else "s"
+        raise _fail(path, f"an ONNX model with {len(inputs)} input{plural}; " + (
+            "the interpolation task needs frame0, frame1, t" if interpolator
+            else "its task needs one image input (b, c, h, w)"))
     net = OnnxGenerator(session_for(path, model, device), _whole(path, meta, "restoregan.scale"),
                         _whole(path, meta, "restoregan.pad_multiple"), interpolator)
+    _check_graph(path, net, inputs, channels)
     # arch is what it was exported from, with the graph's channels (the tasks' checks read num_in_ch / num_out_ch,
     # which ColorizeUNet declares by its class's defaults); nothing is ever built from it
     arch = {**arch, "num_in_ch": channels[0], "num_out_ch": channels[1]}
     return LoadedGenerator(net, net.scale, task, arch, f"ONNX export of {arch['_target_']}", extra, None,
                            (channels[0], channels[1]), net.pad_multiple, described_in=path)
+
+
+def _is_interpolation(path: Path, task: Any) -> bool:
+    """Whether the metadata's task takes frame triples (its class is checked against the allow-list here; the
+    task itself is built later, by restoregan.models.describe)."""
+    from restoregan.models import task_class
+    from restoregan.tasks.interp import InterpolationTask
+
+    if not isinstance(task, dict) or "_target_" not in task:
+        return False  # refused later, in one line, by build_task
+    return issubclass(task_class(path, task.get("_target_")), InterpolationTask)
+
+
+def _check_graph(path: Path, net: OnnxGenerator, inputs: list, channels: list[int]) -> None:
+    """The metadata (scale, channels, pad multiple) checked against the graph on one small probe: a file whose
+    metadata lies would otherwise load, and its output be cropped or fed to the wrong task without a word."""
+    dims = _dims(inputs[0])
+    if len(dims) != 4:
+        raise _fail(path, f"input {inputs[0].name[:40]} is {len(dims)}-D; an image model takes (b, c, h, w)")
+    if dims[1] is not None and dims[1] != channels[0]:
+        raise _fail(path, f"input {inputs[0].name[:40]!r} takes {dims[1]} channels; metadata restoregan.channels "
+                          f"says {channels[0]}")
+    side = -(-OWN_PROBE_SIDE // net.pad_multiple) * net.pad_multiple
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, channels[0], side, side, generator=g)
+    feed = [x, torch.rand(1, channels[0], side, side, generator=g), torch.full((1,), 0.5)] if net.interpolator else [x]
+    try:
+        y = net._run(feed, x.device)  # uncropped
+    except Exception as err:  # onnxruntime's errors: the metadata's channels or pad multiple do not fit the graph
+        raise _fail(path, f"fails on a {channels[0]}-channel {side}x{side} probe (as its metadata describes it): "
+                          f"{_first_line(err)}") from None
+    want = (1, channels[1], side * net.scale, side * net.scale)
+    if y.dim() != 4 or y.shape[0] != 1 or y.shape[-2] != y.shape[-1]:
+        raise _fail(path, f"maps a {side}x{side} probe to {tuple(y.shape)}; not an image model's output")
+    if y.shape[-1] != want[-1]:
+        raise _fail(path, f"metadata restoregan.scale says x{net.scale}, but the graph maps a {side}x{side} probe to "
+                          f"{y.shape[-2]}x{y.shape[-1]}")
+    if y.shape[1] != channels[1]:
+        raise _fail(path, f"metadata restoregan.channels says {channels[1]} output channels, but the graph gives "
+                          f"{y.shape[1]}")
+
+
+def check_finite_tensors(path: Path, model: Any) -> None:
+    """Refuse NaN or infinite weights, as restoregan.gans.checkpoint.check_finite does for PyTorch ones (an
+    OnnxGenerator has no state dict): the graph's initializers and constants."""
+    from onnx import TensorProto, numpy_helper
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    tensors = _tensors(model.graph) + [a.t for f in model.functions for n in f.node for a in n.attribute
+                                       if a.HasField("t")]
+    for tensor in tensors:
+        if tensor.data_type not in floats:
+            continue
+        name = tensor.name[:60] or "(a Constant node's value)"
+        try:
+            value = np.asarray(numpy_helper.to_array(tensor), dtype=np.float32)
+        except Exception as err:  # raw data of the wrong size and the like
+            raise _fail(path, f"weight {name} is unreadable ({_first_line(err)})") from None
+        finite = np.isfinite(value)
+        if not finite.all():
+            what = "NaN" if np.isnan(value).any() else "infinite"
+            raise _fail(path, f"weight {name} holds {int((~finite).sum())} {what} values of {value.size}; the "
+                              "model is broken (a diverged training run or a damaged file)")
 
 
 def _dims(value_info: Any) -> list:

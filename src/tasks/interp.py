@@ -103,6 +103,9 @@ class InterpolationTask:
         users' flownet.pkl."""
         # an ONNX export of one says so (restoregan.gans.onnx_model.OnnxGenerator.frame_interpolator)
         onnx_interpolator = getattr(net, "frame_interpolator", False) is True
+        if getattr(net, "frame_interpolator", None) is False:  # an OnnxGenerator of one image input
+            raise CheckpointError(f"{path}: an ONNX model with {len(getattr(net, 'names', []))} input(s); task "
+                                  f"{self.name} needs frame0, frame1, t")
         if not isinstance(net, (InterpolationNet, RifeInterpolator)) and not onnx_interpolator:
             what = (arch or {}).get("_target_") or type(net).__name__
             raise CheckpointError(f"{path}: generator {what} is not a frame-interpolation network; task {self.name} "
