@@ -280,8 +280,18 @@ def test_cli_refuses_a_bad_quality_in_one_line(bilinear: dict[int, Path], tmp_pa
     assert not (tmp_path / "out").exists()
 
 
-def test_outscale_beyond_the_pixel_cap_is_refused_before_the_model_runs(bilinear: dict[int, Path],
-                                                                       tmp_path: Path) -> None:
+@pytest.fixture
+def pixel_cap_restored():
+    """infer() sets the process-wide pixel cap (max_pixels=): put the previous one back for later tests."""
+    from restoregan.data.io import get_max_pixels, set_max_pixels
+
+    before = get_max_pixels()
+    yield
+    set_max_pixels(before)
+
+
+def test_outscale_beyond_the_pixel_cap_is_refused_before_the_model_runs(bilinear: dict[int, Path], tmp_path: Path,
+                                                                       pixel_cap_restored: None) -> None:
     _rgb8(tmp_path / "in" / "a.png", 6, 5)  # 30 pixels; outscale=200 -> 1000x1200 = 1.2 MP, above the cap of 1 MP
     with pytest.raises(ValueError, match=r"a\.png: outscale=200\.0 makes it 1000x1200 = 1200000 pixels, above "
                                          r"max_pixels=1000000"):

@@ -95,6 +95,11 @@ def test_wandb_logger_gets_the_whole_composed_config(tmp_path: Path, monkeypatch
     cfg = compose_train(tiny_overrides(tmp_path) + ["logger=wandb"])
     logger = ResumableWandbLogger(project="restoregan", save_dir=str(tmp_path), name="t")
     log_config(logger, cfg)
-    logged = dict(logger.experiment.config)
+    try:
+        logged = dict(logger.experiment.config)
+    finally:  # a run left open would be reused by every later WandbLogger (wandb.run)
+        import wandb
+
+        wandb.finish()
     assert logged == OmegaConf.to_container(cfg, resolve=True)
     assert logged["logger"]["_target_"].endswith("ResumableWandbLogger") and logged["run_dir"] == str(tmp_path)

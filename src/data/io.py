@@ -538,12 +538,18 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}; use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
     arr = np.round(np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _encode_to(path, path.suffix.lower(), arr[:, :, ::-1], [],  # OpenCV codes BGR
+                      f"cannot encode an image with suffix {path.suffix!r}")
+
+
+def _encode_to(path: Path, ext: str, arr: np.ndarray, params: list[int], refusal: str) -> Path:
+    """OpenCV-encode `arr` as `ext` and write it to `path` atomically; `refusal` names what failed."""
     try:
-        ok, buf = cv2.imencode(path.suffix.lower(), arr[:, :, ::-1])  # OpenCV codes BGR
+        ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
     except cv2.error:
         ok = False  # this OpenCV build lacks the encoder
     if not ok:
-        raise ValueError(f"{path}: cannot encode an image with suffix {path.suffix!r}")
+        raise ValueError(f"{path}: {refusal}")
     atomic_write_bytes(path, buf.tobytes())
     return path
 
@@ -587,14 +593,8 @@ def write_image_as(
         arr = arr[:, :, 0]
     params = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)], "webp": [cv2.IMWRITE_WEBP_QUALITY, int(quality)],
               "png": []}[fmt]
-    try:
-        ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(arr), params)
-    except cv2.error:
-        ok = False  # this OpenCV build lacks the encoder
-    if not ok:
-        raise ValueError(f"{path}: cannot encode a {fmt.upper()} image here (OpenCV lacks the encoder)")
-    atomic_write_bytes(path, buf.tobytes())
-    return path
+    return _encode_to(path, f".{fmt}", arr, params,
+                      f"cannot encode a {fmt.upper()} image here (OpenCV lacks the encoder)")
 
 
 def quantize(img: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
