@@ -51,6 +51,12 @@ class PairWarp:
         inside = (back.map_x >= 0) & (back.map_x <= w - 1) & (back.map_y >= 0) & (back.map_y <= h - 1)
         return cls(back, (loop <= bound) & inside)
 
+    def moving(self, min_px: float) -> np.ndarray:
+        """(H, W) bool: valid pixels whose motion between the two frames is at least `min_px`."""
+        h, w = self.valid.shape
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        return self.valid & (np.hypot(self.motion.map_x - gx, self.motion.map_y - gy) >= min_px)
+
     def error(self, prev_rgb: np.ndarray, rgb: np.ndarray) -> float | None:
         """Mean |rgb - warp(prev_rgb)| over valid pixels, 8-bit levels (None when nothing is valid)."""
         if not self.valid.any():
