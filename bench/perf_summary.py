@@ -149,7 +149,36 @@ def inference_section(r: dict) -> list[str]:
     return lines
 
 
-SECTIONS = {"training": training_section, "data": data_section, "inference": inference_section}
+def flops_section(r: dict) -> list[str]:
+    peak, low, slow = r.get("peak", {}), r.get("lowest_fraction") or {}, r.get("slowest_stage")
+    frame = r.get("pipeline_frame", {})
+    lines = ["## Where the time goes (bench/perf_flops.py)", "", _header(r), "",
+             f"Measured fp32 peak of this machine ({peak.get('threads')} threads): {peak.get('mm_n')}x{peak.get('mm_n')} "
+             f"torch.mm {_fmt(peak.get('mm_gflop_per_s'), 1)} GFLOP/s, dense 3x3 convolution "
+             f"{_fmt(peak.get('conv3x3_gflop_per_s'), 1)} GFLOP/s (best of 5 each); the faster is the peak. FLOPs: "
+             f"{r.get('flop_counter', 'torch FlopCounterMode')}. Time: median forward under inference_mode. Film "
+             f"stages at the newsreel's {frame.get('width')}x{frame.get('height')}, the others at the inference "
+             "bench's size.", "",
+             "| generator | film stage | timed HxW | GFLOP/call | s/call | achieved GFLOP/s | of peak | of torch.mm |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, g in r.get("generators", {}).items():
+        lines.append(f"| {name} | {g.get('stage') or ''} | {'x'.join(map(str, g.get('timed_shape', [])))} | "
+                     f"{_fmt(g.get('gflop_per_call'), 2)} | {_fmt(g.get('seconds_per_call'), 3)} | "
+                     f"{_fmt(g.get('achieved_gflop_per_s'), 1)} | {100 * g.get('fraction_of_peak', float('nan')):.0f}% | "
+                     f"{100 * g.get('fraction_of_mm_peak', float('nan')):.0f}% |")
+    if slow:
+        lines += ["", f"**Slowest film-pipeline stage: {slow['stage']}** ({slow['generator']}, "
+                      f"{_fmt(slow.get('seconds_per_call'), 3)} s per frame, {100 * slow['fraction_of_peak']:.0f}% of "
+                      "peak)."]
+    if low:
+        lines += ["", f"**Lowest fraction of peak: {low.get('generator')}**"
+                      + (f" ({low['stage']} stage)" if low.get("stage") else "")
+                      + f" at {100 * low.get('fraction_of_peak', float('nan')):.0f}%."]
+    return lines
+
+
+SECTIONS = {"training": training_section, "data": data_section, "inference": inference_section,
+            "flops": flops_section}
 
 
 def write_summary() -> Path:

@@ -1,7 +1,8 @@
 """Training speed: iterations/s of every quickstart and full experiment, the framework's overhead against a plain
 PyTorch loop of the same networks and losses, peak memory, and training-side switches on and off.
 
-python bench/perf_training.py [config ...]   -> bench/results/perf/training.json
+python bench/perf_training.py [config ...] [--device cuda] [--bf16] [--channels-last] [--out PATH]
+    -> bench/results/perf/training.json (or PATH)
 Budget: about 5 minutes on the reference 2-core CPU (BENCH_QUICK=1: under a minute).
 
 How it measures. Each config is composed as `train.py experiment=NAME` would compose it, at a fixed batch and patch
@@ -21,6 +22,7 @@ of each is kept (a neighbour process can only slow a run down).
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import logging
@@ -43,6 +45,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_common import ROOT, PeakMemory, bench_device, quick, write_result  # noqa: E402
 
+from training import machine  # noqa: E402
+
+from restoregan.atomic import atomic_write  # noqa: E402
 from restoregan.training.ema import update_ema, warmup_decay  # noqa: E402
 from restoregan.training.run import build_module, has_gan  # noqa: E402
 
@@ -273,13 +278,29 @@ def run_one(name: str, extra: list[str]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="*", help="experiments (default: every quickstart and full experiment, "
+                                                    "then the switches on sr_quickstart)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: BENCH_DEVICE, else CUDA when present)")
+    parser.add_argument("--bf16", action="store_true", help="train with trainer.precision=bf16-mixed")
+    parser.add_argument("--channels-last", action="store_true", help="train with model.channels_last=true")
+    parser.add_argument("--out", type=Path, help="the JSON to write (default: bench/results/perf/training.json)")
+    return parser
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--one"]:
         return run_one(sys.argv[2], sys.argv[3:])
-    names = sys.argv[1:] or (QUICKSTARTS + FULL)
+    args = arg_parser().parse_args()
+    if args.device:
+        os.environ["BENCH_DEVICE"] = args.device  # the children read it through bench_device()
+    extra = (["trainer.precision=bf16-mixed"] if args.bf16 else []) + (
+        ["model.channels_last=true"] if args.channels_last else [])
+    names = args.configs or (QUICKSTARTS + FULL)
     configs, switches = {}, {}
     for name in names:
-        configs[name] = c = child(name, [])
+        configs[name] = c = child(name, extra)
         if "error" in c:
             print(f"  {name}: FAILED {c['error']}", flush=True)
             continue
@@ -288,7 +309,7 @@ def main() -> None:
             print(f"  {name:24s} {phase:10s} {row['framework_iterations_per_s']:7.2f} it/s"
                   + ("" if overhead is None else f"  overhead vs plain loop {overhead:+.1f}%")
                   + f"  peak {row['peak_mib']} MiB", flush=True)
-    if not sys.argv[1:]:
+    if not args.configs:
         baseline = child("sr_quickstart", ["--switch"])
         for sw, (_, on) in SWITCHES.items():
             if sw in SLOW_SWITCHES and bench_device().type == "cpu" and os.environ.get("BENCH_COMPILE") != "1":
@@ -303,13 +324,20 @@ def main() -> None:
                 switches[sw] = {"off_seconds_per_iteration": ta, "on_seconds_per_iteration": tb,
                                 "speedup": round(ta / tb, 3)}
             print(f"  switch {sw}: {switches[sw]}", flush=True)
-    write_result("training", {
+    payload = {
         "what": "training iterations/s (one iteration = one batch: G step, or D then G step in the GAN phase)",
         "cpu_full_experiment_size": CPU_FULL_SIZE if bench_device().type == "cpu" else None,
         "peak_memory": "per phase: cuda max_memory_allocated, or on CPU the RSS rise during the run (a lower bound: "
                        "memory freed by the previous phase is reused); process_peak_rss_mib: the whole process",
-        "configs": configs, "switches_on_sr_quickstart": switches,
-    })
+        "configs": configs, "switches_on_sr_quickstart": switches, "overrides": extra,
+    }
+    if args.out is None:
+        write_result("training", payload)
+    else:  # write_result's fields, at another path (bench/gpu.sh: bench/results/gpu/)
+        payload = {"bench": "training", "machine": machine(), "device": str(bench_device()),
+                   "torch_threads": torch.get_num_threads(), "quick": quick(), **payload}
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, default=str) + "\n"))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
