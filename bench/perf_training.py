@@ -1,9 +1,9 @@
 """Training speed: iterations/s of every quickstart and full experiment, the framework's overhead against a plain
 PyTorch loop of the same networks and losses, peak memory, and training-side switches on and off.
 
-python bench/perf_training.py [config ...] [--device cuda] [--bf16] [--channels-last] [--out PATH]
+python bench/perf_training.py [config ...] [--device cuda] [--bf16] [--channels-last] [--repeats N] [--out PATH]
     -> bench/results/perf/training.json (or PATH)
-Budget: about 5 minutes on the reference 2-core CPU (BENCH_QUICK=1: under a minute).
+Budget: about 7 minutes on the reference 2-core CPU (BENCH_QUICK=1: under a minute).
 
 How it measures. Each config is composed as `train.py experiment=NAME` would compose it, at a fixed batch and patch
 size (the experiment's own on a GPU; on a CPU the quickstarts' own and batch 2 of 64 px patches for the full
@@ -14,10 +14,13 @@ data once, so data loading is not in these figures (bench/perf_data.py measures 
 - plain: the same networks (same seed, so the same initial weights), the same loss modules and optimizers and
   the same EMA update, in a hand-written loop (zero_grad, backward, step; the discriminator frozen for the
   generator step).
-Seconds per iteration are the median of start-to-start intervals after warm-up, so everything between two
-batches counts (Lightning's hooks and logging included). Each GAN config is measured in both phases: generator
-pretraining (G only) and adversarial (D then G). Framework and plain loop alternate ROUNDS times and the fastest
-of each is kept (a neighbour process can only slow a run down).
+Seconds per iteration of one run: its start-to-start intervals after warm-up, cut into WINDOWS consecutive windows,
+the median of the windows' means; so everything between two batches counts (Lightning's hooks and logging
+included) while one window slowed by a neighbour process does not. Each GAN config is measured in both phases:
+generator pretraining (G only) and adversarial (D then G). For the overhead, framework and plain loop alternate
+REPEATS times (framework, plain, framework, plain, ...: drift of the machine hits both alike); each repeat gives
+one overhead, framework / plain - 1, and the phase reports their min, median and max and the spread (max - min,
+in percentage points). The verdict is the median against 5%; the spread says whether the figure is above its noise.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,7 +58,8 @@ from restoregan.training.run import build_module, has_gan  # noqa: E402
 QUICKSTARTS = ["sr_quickstart", "colorize_quickstart", "interp_quickstart", "film_restore_quickstart"]
 FULL = ["srgan_x4", "esrgan_x4", "realesrgan_x4", "colorize", "interp", "film_restore"]
 CPU_FULL_SIZE = {"batch_size": 2, "crop_size": 64}
-ROUNDS = 3  # framework and plain loop alternate this many times; the fastest of each is kept
+REPEATS = 5  # framework/plain pairs per quickstart phase: about 90 s more than 3 pairs on the 2-core CPU
+WINDOWS = 3  # timed windows per run, after warm-up
 
 
 def compose_config(name: str, device: torch.device, extra: list[str] = ()) -> DictConfig:
@@ -100,16 +105,45 @@ class _Clock(pl.Callback):
         self.starts.append(time.perf_counter())
 
 
-def _per_iteration(starts: list[float], warmup: int) -> float:
-    """Median start-to-start interval after warm-up: robust to the other processes of a shared machine (a mean
-    swung the framework/plain ratio by +-7% between identical runs). Lightning writes logs every 10th step; on the
-    quickstarts that costs well under 1 ms per 10 steps (profiled), so the median loses nothing that matters."""
+def _per_iteration(starts: list[float], warmup: int, windows: int = WINDOWS) -> float:
+    """Seconds per iteration from batch start times: the intervals after `warmup` cut into `windows` consecutive
+    windows of equal length (a remainder at the end is dropped), the median of the windows' means. A window's mean
+    keeps every per-step cost (Lightning's logging every 10th step too); the median drops a window that a
+    neighbour process slowed (a mean of all intervals swung the framework/plain ratio by +-7% between runs)."""
     intervals = [b - a for a, b in zip(starts[warmup:], starts[warmup + 1:])]
-    return statistics.median(intervals)
+    windows = max(1, min(windows, len(intervals)))
+    size = len(intervals) // windows
+    return statistics.median(statistics.fmean(intervals[i * size:(i + 1) * size]) for i in range(windows))
+
+
+def alternate(framework: Callable[[], float], plain: Callable[[], float], repeats: int
+              ) -> tuple[list[float], list[float]]:
+    """(framework times, plain times) of `repeats` pairs run framework, plain, framework, plain, ... (ABAB), so a
+    slow spell of the machine falls on both sides of neighbouring pairs rather than on one side."""
+    fw: list[float] = []
+    plain_times: list[float] = []
+    for _ in range(repeats):
+        fw.append(framework())
+        plain_times.append(plain())
+    return fw, plain_times
+
+
+def overhead_stats(fw: list[float], plain: list[float]) -> dict:
+    """Per-repeat overhead (framework / plain - 1 of the same pair, in %) and its min, median, max and spread (max -
+    min, in percentage points)."""
+    per = [100 * (f / p - 1) for f, p in zip(fw, plain, strict=True)]
+    return {"repeats": len(per), "per_repeat_percent": [round(x, 2) for x in per],
+            "min_percent": round(min(per), 1), "median_percent": round(statistics.median(per), 1),
+            "max_percent": round(max(per), 1), "spread_points": round(max(per) - min(per), 1)}
 
 
 def phase_overrides(cfg: DictConfig, phase: str, iters: int) -> None:
+    """Train only `phase` for `iters` iterations. The schedulers keep the arguments of the config's own schedule
+    (colorize_quickstart's cosine has T_max: ${pretrain_iters}, which would otherwise become 0 in the GAN phase)."""
     with open_dict(cfg):
+        for key in ("scheduler_g", "scheduler_d"):
+            if cfg.model.get(key) is not None:
+                cfg.model[key] = OmegaConf.to_container(cfg.model[key], resolve=True)
         if phase == "g_pretrain":
             cfg.pretrain_iters, cfg.d_pretrain_iters, cfg.gan_iters = iters, 0, 0
         else:
@@ -211,7 +245,7 @@ def plain_run(cfg: DictConfig, batches: list[dict], warmup: int, device: torch.d
 
 
 def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra: list[str] = (),
-            only_phase: str | None = None) -> dict:
+            only_phase: str | None = None, repeats: int = REPEATS) -> dict:
     n, warmup = (4, 1) if quick() else ((16, 2) if name in QUICKSTARTS else (4, 1))
     base = compose_config(name, device, list(extra))
     batches = draw_batches(base, n)
@@ -223,18 +257,28 @@ def measure(name: str, device: torch.device, tmp: Path, with_plain: bool, extra:
         phase_overrides(cfg, phase, 10**9)  # the module stays in this phase however often it is trained on
         peak = None if only_phase else framework_run(cfg, batches[:3], 0, device, tmp, memory=True)[1]
         # One module: the framework trains it, then the plain loop trains its networks with its optimizers, in
-        # alternating rounds. Fresh builds per run made the same code 10% faster or slower from run to run.
-        fw, plain, module = [], [], None
-        for _ in range(1 if quick() or not with_plain else ROUNDS):
-            t, _, module, optimizers = framework_run(cfg, batches, warmup, device, tmp, module=module)
-            fw.append(t)
-            if with_plain:
-                plain.append(plain_run(cfg, batches, warmup, device, module, optimizers)[0])
+        # alternating repeats. Fresh builds per run made the same code 10% faster or slower from run to run.
+        state: dict = {"module": None, "optimizers": None}
+
+        def run_framework() -> float:
+            t, _, state["module"], state["optimizers"] = framework_run(cfg, batches, warmup, device, tmp,
+                                                                       module=state["module"])
+            return t
+
+        def run_plain() -> float:
+            return plain_run(cfg, batches, warmup, device, state["module"], state["optimizers"])[0]
+
+        if with_plain:
+            fw, plain = alternate(run_framework, run_plain, 1 if quick() else repeats)
+        else:
+            fw, plain = [run_framework()], []
         row = {"framework_seconds_per_iteration": round(min(fw), 4),
                "framework_iterations_per_s": round(1 / min(fw), 3), "peak_mib": peak}
         if with_plain:
+            stats = overhead_stats(fw, plain)
             row["plain_seconds_per_iteration"] = round(min(plain), 4)
-            row["framework_overhead_percent"] = round(100 * (min(fw) / min(plain) - 1), 1)
+            row["framework_overhead_percent"] = stats["median_percent"]  # the verdict's figure
+            row["overhead"] = stats
         out["phases"][phase] = row
     # The loader must keep up with the fastest phase: that is the step time bench/perf_data.py compares with.
     out["seconds_per_step"] = min(r["framework_seconds_per_iteration"] for r in out["phases"].values())
@@ -252,9 +296,9 @@ SWITCHES = {  # name: (off overrides, on overrides), measured on sr_quickstart's
 SLOW_SWITCHES = {"compile"}
 
 
-def child(name: str, extra: list[str]) -> dict:
+def child(name: str, extra: list[str], repeats: int = REPEATS) -> dict:
     """One config in its own process: on a CPU the process's peak resident memory is then this config's."""
-    args = [sys.executable, __file__, "--one", name, *extra]
+    args = [sys.executable, __file__, "--one", name, f"--repeats={repeats}", *extra]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -269,13 +313,23 @@ def run_one(name: str, extra: list[str]) -> None:
         logging.getLogger(logger).setLevel(logging.ERROR)
     device = bench_device()
     tmp = ROOT / "runs" / "_bench_perf_training"
+    repeats = REPEATS
+    if extra[:1] and extra[0].startswith("--repeats="):
+        repeats, extra = int(extra[0].split("=", 1)[1]), extra[1:]
     switch = extra[:1] == ["--switch"]  # a switch run: generator pretraining only, no memory or plain loop
     extra = extra[1:] if switch else extra
     result = measure(name, device, tmp, with_plain=name in QUICKSTARTS and not switch, extra=extra,
-                     only_phase="g_pretrain" if switch else None)
+                     only_phase="g_pretrain" if switch else None, repeats=repeats)
     if device.type == "cpu":
         result["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def arg_parser() -> argparse.ArgumentParser:
@@ -285,6 +339,8 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: BENCH_DEVICE, else CUDA when present)")
     parser.add_argument("--bf16", action="store_true", help="train with trainer.precision=bf16-mixed")
     parser.add_argument("--channels-last", action="store_true", help="train with model.channels_last=true")
+    parser.add_argument("--repeats", type=_positive, default=REPEATS,
+                        help=f"framework/plain pairs per quickstart phase for the overhead (default {REPEATS})")
     parser.add_argument("--out", type=Path, help="the JSON to write (default: bench/results/perf/training.json)")
     return parser
 
@@ -300,14 +356,15 @@ def main() -> None:
     names = args.configs or (QUICKSTARTS + FULL)
     configs, switches = {}, {}
     for name in names:
-        configs[name] = c = child(name, extra)
+        configs[name] = c = child(name, extra, args.repeats)
         if "error" in c:
             print(f"  {name}: FAILED {c['error']}", flush=True)
             continue
         for phase, row in c["phases"].items():
-            overhead = row.get("framework_overhead_percent")
+            ov = row.get("overhead")
             print(f"  {name:24s} {phase:10s} {row['framework_iterations_per_s']:7.2f} it/s"
-                  + ("" if overhead is None else f"  overhead vs plain loop {overhead:+.1f}%")
+                  + ("" if ov is None else f"  overhead vs plain loop median {ov['median_percent']:+.1f}% (min "
+                                           f"{ov['min_percent']:+.1f}, max {ov['max_percent']:+.1f})")
                   + f"  peak {row['peak_mib']} MiB", flush=True)
     if not args.configs:
         baseline = child("sr_quickstart", ["--switch"])
@@ -329,6 +386,8 @@ def main() -> None:
         "cpu_full_experiment_size": CPU_FULL_SIZE if bench_device().type == "cpu" else None,
         "peak_memory": "per phase: cuda max_memory_allocated, or on CPU the RSS rise during the run (a lower bound: "
                        "memory freed by the previous phase is reused); process_peak_rss_mib: the whole process",
+        "overhead": f"quickstarts: {1 if quick() else args.repeats} alternating framework/plain pairs per phase, {WINDOWS} timed windows "
+                    "per run; per-pair overhead min / median / max and spread (max - min, percentage points)",
         "configs": configs, "switches_on_sr_quickstart": switches, "overrides": extra,
     }
     if args.out is None:
