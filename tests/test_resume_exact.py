@@ -46,8 +46,8 @@ def _run(run_dir: Path, monkeypatch, *callbacks: pl.Callback, resume: bool = Fal
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Bit-identical results need the same reductions: one intra-op thread in every run here, the forked one too
-    (a forked child must not use the parent's thread pool)."""
+    """Bit-identical results need the same reductions: one intra-op thread in every run here (the child process
+    of the SIGKILL test sets its own)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -114,7 +114,9 @@ def test_killed_at_several_points_and_resumed_equals_uninterrupted(tmp_path: Pat
 
 def _killed_mid_checkpoint(run_dir: Path) -> None:
     """In a child process: train until halfway through writing the checkpoint after iteration 8, then SIGKILL:
-    no exception handler, no Lightning teardown, no logger flush runs."""
+    no exception handler, no Lightning teardown, no logger flush runs. One intra-op thread, as every run here
+    (`one_thread`: a fresh interpreter does not inherit the setting)."""
+    torch.set_num_threads(1)
     original = checkpoint_io._write
 
     def half_then_killed(path: str, data: memoryview) -> None:
