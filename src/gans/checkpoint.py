@@ -167,7 +167,7 @@ def load_description(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
-        raise CheckpointError(f"{path}: not an export description (invalid YAML: {_first_line(err)})") from None
+        raise CheckpointError(f"{path}: not an export description (invalid YAML: {first_line(err)})") from None
 
 
 def _read_description(path: Path) -> dict:
@@ -202,7 +202,7 @@ def _load_safetensors(path: Path) -> LoadedGenerator:
         except (ValueError, RecursionError) as err:
             raise CheckpointError(
                 f"{path}: its `restoregan` metadata is not a valid export description (invalid JSON: "
-                f"{_first_line(err)})"
+                f"{first_line(err)})"
             ) from None
         return _from_description(path, description, state, "restoregan export")
     return _from_state_dict(path, state)
@@ -213,7 +213,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path}: not a checkpoint (unreadable safetensors: {_first_line(err)})") from None
+        raise CheckpointError(f"{path}: not a checkpoint (unreadable safetensors: {first_line(err)})") from None
 
 
 def torch_load_weights_only(path: str | Path, mmap: bool = False) -> Any:
@@ -242,7 +242,7 @@ def torch_load_weights_only(path: str | Path, mmap: bool = False) -> Any:
     except pickle.UnpicklingError as err:
         text = str(err)
         if "weights_only" not in text and "Weights only" not in text:  # not a pickle at all
-            raise CheckpointError(f"{path}: not a checkpoint (torch.load cannot read it: {_first_line(err)})") from None
+            raise CheckpointError(f"{path}: not a checkpoint (torch.load cannot read it: {first_line(err)})") from None
         found = re.search(r"GLOBAL (\S+)", text) or re.search(r"global[: ]+`?([\w.]+)", text, re.IGNORECASE)
         what = f" (it refers to {found.group(1)})" if found else ""
         raise CheckpointError(
@@ -257,7 +257,7 @@ def torch_load_weights_only(path: str | Path, mmap: bool = False) -> Any:
                 f"{path}: a TorchScript archive (it holds code, not only weights), so it is not loaded for "
                 "safety; use a file of plain tensors (.safetensors, or a .pth state dict)"
             ) from None
-        reason = f"{type(err).__name__}: {_first_line(err)}"
+        reason = f"{type(err).__name__}: {first_line(err)}"
         raise CheckpointError(f"{path}: not a checkpoint (torch.load cannot read it: {reason})") from None
 
 
@@ -411,12 +411,12 @@ def build_generator(
         with torch.device("meta"), _registrations_at_most(len(tensors)):
             shaped = cls(**build_kwargs)
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot build {name}: {_first_line(err)}") from None
+        raise CheckpointError(f"{path}: cannot build {name}: {first_line(err)}") from None
     _check_weights(weights_path or path, shaped, state, name)
     try:
         net = cls(**build_kwargs)
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot build {name}: {_first_line(err)}") from None
+        raise CheckpointError(f"{path}: cannot build {name}: {first_line(err)}") from None
     net.load_state_dict(state)
     return net, {"_target_": target, **kwargs}
 
@@ -497,7 +497,7 @@ def _kwargs_str(arch: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in arch.items() if k != "_target_")
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     """An error's first line; for torch's load_state_dict error (a header, then one line per problem) the header
     and the first problem, shortened: the first mismatched key with both shapes, or the first missing or
     unexpected key and how many there are."""
@@ -639,7 +639,7 @@ def _from_spandrel(path: Path, obj: Mapping[str, Any]) -> LoadedGenerator:
             f"recognise its weights){missing_extra(obj)}"
         ) from None
     except Exception as err:  # recognised but malformed weights
-        message = f"{type(err).__name__}: {_first_line(err)}"
+        message = f"{type(err).__name__}: {first_line(err)}"
         raise CheckpointError(f"{path}: spandrel recognised but could not load it ({message})") from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise CheckpointError(f"{path}: {descriptor.architecture.name} is not a single-image model")

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restoregan.gans.checkpoint import first_line  # imports nothing of this module at load time
+
 ALLOWED_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}  # onnxruntime's own operators
 MAX_METADATA = 64 * 1024  # bytes of one metadata value; ours hold a few hundred
 PROBE_SIDE = 64
@@ -91,7 +93,7 @@ def read_onnx(path: Path) -> Any:
     except OSError:
         raise  # unreadable: the OSError names the path
     except Exception as err:  # protobuf's DecodeError (not imported: protobuf is onnx's own dependency) and others
-        raise _fail(path, f"not an ONNX model (unreadable protobuf: {_first_line(err)})") from None
+        raise _fail(path, f"not an ONNX model (unreadable protobuf: {first_line(err)})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise _fail(path, "not an ONNX model (no graph)")
     for tensor in _tensors(model.graph):
@@ -155,12 +157,7 @@ def session_for(path: Path, model: Any, device: torch.device) -> Any:
     try:
         return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
     except Exception as err:  # onnxruntime's own exception types; the message says what
-        raise _fail(path, f"onnxruntime cannot load it: {_first_line(err)}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+        raise _fail(path, f"onnxruntime cannot load it: {first_line(err)}") from None
 
 
 def _metadata(path: Path, model: Any) -> dict[str, str]:
@@ -176,7 +173,7 @@ def _json(path: Path, meta: dict[str, str], key: str) -> Any:
     try:
         return json.loads(meta[key])
     except (ValueError, RecursionError) as err:
-        raise _fail(path, f"metadata {key}: not valid JSON ({_first_line(err)})") from None
+        raise _fail(path, f"metadata {key}: not valid JSON ({first_line(err)})") from None
 
 
 def _whole(path: Path, meta: dict[str, str], key: str) -> int:
@@ -260,7 +257,7 @@ def _check_graph(path: Path, net: OnnxGenerator, inputs: list, channels: list[in
         y = net._run(feed, x.device)  # uncropped
     except Exception as err:  # onnxruntime's errors: the metadata's channels or pad multiple do not fit the graph
         raise _fail(path, f"fails on a {channels[0]}-channel {side}x{side} probe (as its metadata describes it): "
-                          f"{_first_line(err)}") from None
+                          f"{first_line(err)}") from None
     want = (1, channels[1], side * net.scale, side * net.scale)
     if y.dim() != 4 or y.shape[0] != 1 or y.shape[-2] != y.shape[-1]:
         raise _fail(path, f"maps a {side}x{side} probe to {tuple(y.shape)}; not an image model's output")
@@ -287,7 +284,7 @@ def check_finite_tensors(path: Path, model: Any) -> None:
         try:
             value = np.asarray(numpy_helper.to_array(tensor), dtype=np.float32)
         except Exception as err:  # raw data of the wrong size and the like
-            raise _fail(path, f"weight {name} is unreadable ({_first_line(err)})") from None
+            raise _fail(path, f"weight {name} is unreadable ({first_line(err)})") from None
         finite = np.isfinite(value)
         if not finite.all():
             what = "NaN" if np.isnan(value).any() else "infinite"
