@@ -30,7 +30,8 @@ from restoregan.tasks.interp import InterpolationTask
 from restoregan.tasks.restore import RestorationTask
 from restoregan.tasks.sr import SuperResolutionTask
 
-GENERATORS = sorted(p.stem for p in (ROOT / "conf" / "generator").glob("*.yaml"))
+TEMPORAL = {"temporal_restorer", "temporal_restorer_small"}  # clip models: refused (test below)
+GENERATORS = sorted(p.stem for p in (ROOT / "conf" / "generator").glob("*.yaml") if p.stem not in TEMPORAL)
 FAST = {"rrdbnet_small", "srresnet_small", "restore_unet_small", "restore_unet", "interp_small", "interp",
         "colorize_unet_small"}  # the others take 5-40 s on a 2-core CPU
 # sides other than the 64x64 trace and each other, multiples of every config's pad multiple (16; 32 for the
@@ -344,3 +345,15 @@ def test_onnx_with_non_finite_weights_is_refused(tmp_path: Path, bad: float) -> 
     del theirs.metadata_props[:]
     onnx.save(theirs, str(tmp_path / "theirs.onnx"))
     _one_line(tmp_path / "theirs.onnx", f"weight w holds 1 {what} values")
+
+
+@pytest.mark.parametrize("name", sorted(TEMPORAL))
+def test_temporal_generators_are_refused_in_one_line(name: str, tmp_path: Path) -> None:
+    """A temporal restorer loops over a clip's frames; a trace would fix the clip length, so no file is written."""
+    cfg = OmegaConf.load(ROOT / "conf" / "generator" / f"{name}.yaml")
+    arch = OmegaConf.to_container(cfg, resolve=True)
+    net = generator_class(Path(name), arch["_target_"])(**{k: v for k, v in arch.items() if k != "_target_"})
+    target = tmp_path / "t.onnx"
+    with pytest.raises(ValueError, match="not written: TemporalRestorer restores clips") as err:
+        export_onnx(net.eval(), arch, {"_target_": "restoregan.tasks.restore_video.VideoRestorationTask"}, None, target)
+    assert "\n" not in str(err.value) and not target.exists()

@@ -123,8 +123,8 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
                 scores = {k: float(v[0]) for k, v in task.metrics(output, batch).items()}
                 out_q = quantize(output)
                 if use_lpips:
-                    scores["lpips"] = None if lpips is None else float(
-                        lpips(out_q.to(run.device), target_q.to(run.device))[0])
+                    scores["lpips"] = None if lpips is None else float(  # a clip's: the mean of its frames'
+                        lpips(out_q.to(run.device), target_q.to(run.device)).mean())
                 if sets.metrics:
                     sets.update(name, to_numpy(out_q), to_numpy(target_q))
                 keys.setdefault(name, list(scores))
@@ -132,8 +132,9 @@ def evaluate_models(task: Task, models: dict[str, Model], cfg: DictConfig, run: 
                 outputs[name] = out_q
             if len(grid_rows) < cfg.get("grid_images", 5):
                 values = {name: rows[name][-1].get(columns[0][0]) for name in outputs}
-                grid_rows.append(comparison_row(item, to_numpy(target_q),
-                                                {name: to_numpy(out) for name, out in outputs.items()}, values,
+                pick = getattr(task, "grid_image", lambda x: x)  # a clip's task picks the frame to show
+                grid_rows.append(comparison_row(item, to_numpy(pick(target_q)),
+                                                {name: to_numpy(pick(out)) for name, out in outputs.items()}, values,
                                                 columns[0], task.grid_crop))
 
     summaries = {}

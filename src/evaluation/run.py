@@ -58,7 +58,8 @@ def load_models(cfg: DictConfig, device: torch.device) -> dict[str, Model]:
 
 
 def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
-    """The models' task (they must share one: equal `task.config()`); without models, `task=<name>`'s."""
+    """The models' task (they must share one: equal `task.config()`, or one task `can_score` the others'); without
+    models, `task=<name>`'s."""
     if not models:
         if cfg.get("task") is None:
             raise ValueError("task=<name> is needed for a report without models (python evaluate.py task=sr "
@@ -66,6 +67,12 @@ def report_task(cfg: DictConfig, models: dict[str, Model]) -> Task:
         return task_from_config(cfg.task)
     first = next(iter(models.values()))
     config = first.task.config()
+    # a task may score models of a related one on its own data (a temporal restorer's clips, frame by frame for a
+    # single-frame restorer: `can_score`); the report is then that task's
+    for model in models.values():
+        can_score = getattr(model.task, "can_score", None)
+        if can_score is not None and all(can_score(m.task.config()) for m in models.values()):
+            return model.task
     for model in models.values():
         if model.task.config() != config:
             raise ValueError(f"{model.path}: a model of {_describe(model.task.config())}, but {first.path} is one of "

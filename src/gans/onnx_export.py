@@ -141,6 +141,9 @@ def export_onnx(
     first compared with PyTorch at sizes other than the trace's (`verify_onnx`); a difference of TOLERANCE or more
     (relative to outputs beyond 1) is refused and nothing is written. Returns that difference (None without
     `check`)."""
+    if getattr(net, "temporal", False) is True:  # a loop over a clip's frames: a trace would fix T
+        raise ValueError(f"{path}: not written: {type(net).__name__} restores clips with a loop over their frames, "
+                         "which ONNX export does not support yet; use the model's .safetensors export")
     net = net.float().cpu().eval()
     channels = network_channels(net, arch)
     scale = int(getattr(net, "scale", 1))

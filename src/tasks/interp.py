@@ -76,7 +76,7 @@ class InterpolationTask:
         self.fps = _frame_rate(fps)
         self.factor = None if self.fps is not None else _factor(factor)
         self.output_suffix = f"_{float(self.fps):g}fps" if self.fps is not None else f"_x{self.factor}"
-        self.detector = _detector(scene_cut)
+        self.detector = scene_cut_detector(scene_cut)
         self.step = _whole(step, "task.step", 1, "(1 = adjacent frames)")
         if not isinstance(drop_duplicates, bool):
             raise ValueError(f"task.drop_duplicates={drop_duplicates}: must be true or false")
@@ -238,7 +238,7 @@ def _number(value: Any, key: str) -> float:
     return float(value)
 
 
-def _detector(scene_cut: Mapping[str, float] | None) -> SceneCutDetector:
+def scene_cut_detector(scene_cut: Mapping[str, float] | None) -> SceneCutDetector:
     keys = ("hist_threshold", "diff_threshold")
     if scene_cut is None:
         return SceneCutDetector()

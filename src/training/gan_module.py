@@ -132,9 +132,13 @@ class GANModule(pl.LightningModule):
         real_target = self.task.target(batch)
         phase = self.phase
         if phase == self.G_PRETRAIN:
-            output = self.task.generate(self.net_g, batch)  # e.g. (b, 3, H, W)
+            output, extra = self._generate(batch)  # e.g. (b, 3, H, W)
             l_g, parts = self._loss(self.pretrain_loss, output, real_target)
-            self._step(opt_g, l_g, "g_loss", checked=True)  # _loss checked this very sum: no second host sync
+            if extra:  # the task's own terms (a temporal restorer's flow loss), checked by _step
+                l_g = l_g + sum(extra.values())
+                parts = {**parts, **extra}
+            # _loss checked its sum: no second host sync unless the task added terms
+            self._step(opt_g, l_g, "g_loss", parts, checked=not extra)
             if self._logging_step():
                 self._log_parts("g", parts, l_g)
         elif phase == self.D_PRETRAIN:
@@ -142,7 +146,7 @@ class GANModule(pl.LightningModule):
                 output = self.task.generate(self.net_g, batch)
             self._train_d(opt_d, *self.task.discriminator_pair(batch, output))
         else:
-            output = self.task.generate(self.net_g, batch)
+            output, extra = self._generate(batch)
             real, fake = self.task.discriminator_pair(batch, output)
             self._train_d(opt_d, real, fake.detach())  # detach: the D step must not reach G
 
@@ -150,8 +154,9 @@ class GANModule(pl.LightningModule):
             self.toggle_optimizer(opt_g)
             l_content, parts = self._loss(self.content_loss, output, real_target)
             l_adv = self.adversarial_loss.g_loss(self.net_d, real, fake)
-            l_g = l_content + self.hparams.adversarial_weight * l_adv
-            self._step(opt_g, l_g, "g_loss", {"g_adv": l_adv})
+            l_g = l_content + self.hparams.adversarial_weight * l_adv + sum(extra.values())
+            parts = {**parts, **extra}
+            self._step(opt_g, l_g, "g_loss", {"g_adv": l_adv, **extra})
             self.untoggle_optimizer(opt_g)
             if self._logging_step():
                 self._log_parts("g", parts, l_g)
@@ -165,6 +170,14 @@ class GANModule(pl.LightningModule):
             self.log("train/phase", float(phase))
         self.iteration += 1
         self._iteration_host = self._iter + 1
+
+    def _generate(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generator's output and the task's own loss terms, when the task has any (optional
+        `generate_with_losses`: terms only it can compute, such as a temporal restorer's flow loss)."""
+        with_losses = getattr(self.task, "generate_with_losses", None)
+        if with_losses is None:
+            return self.task.generate(self.net_g, batch), {}
+        return with_losses(self.net_g, batch)
 
     def _train_d(self, opt_d: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> None:
         # --- discriminator ---
