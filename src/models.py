@@ -153,6 +153,12 @@ def build_task(path: Path, config: Any, options: Mapping[str, Any] | None = None
     if not said:
         return task
     given = given or path
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in said:
+            if key not in params:  # e.g. a temporal restorer's window given with a single-frame model
+                raise CheckpointError(f"{given}: task.{key}: not an option of its task {target} (its options: "
+                                      f"{', '.join(params)})")
     for key, value in said.items():
         if key in described and value != described[key] and key not in getattr(cls, "overridable", ()):
             raise CheckpointError(f"{given}: task.{key}={value}: the model file says {described[key]!r}; that is the "

@@ -95,7 +95,8 @@ DOC_TASK = {"docs/COLORIZATION.md": "colorize", "docs/INTERPOLATION.md": "interp
 
 def task_of_run(name: str) -> str:
     """The task of a model `runs/<name>/...` in the docs: the word in its run name, else super-resolution."""
-    for word, task in (("colorize", "colorize"), ("interp", "interp"), ("restore", "restore"), ("denois", "denoise")):
+    for word, task in (("colorize", "colorize"), ("interp", "interp"), ("restore_video", "restore_video"),
+                       ("restore", "restore"), ("denois", "denoise")):
         if word in name:
             return task
     return "sr"

@@ -121,7 +121,7 @@ def test_options_lay_over_the_stored_task(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="task.scale=3: the model file says 2; that is the model's own") as info:
         load_model(weights, options={"scale": 3})
     assert str(info.value).startswith(str(weights))  # the option is the user's: the file given is named
-    with pytest.raises(CheckpointError, match="cannot build task restoregan.tasks.sr.SuperResolutionTask"):
+    with pytest.raises(CheckpointError, match=r"task.no_such_option: not an option of its task restoregan.tasks.sr.SuperResolutionTask \(its options: scale\)"):
         load_model(weights, options={"no_such_option": 1})
     # a restoration model: `grey` may be chosen for the report (overridable), the damage seed is an option
     net = perturb(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=1))

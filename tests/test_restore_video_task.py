@@ -101,17 +101,18 @@ def test_flow_loss_is_low_for_the_true_motion_and_high_for_none() -> None:
     assert VideoRestorationTask(flow_weight=0).generate_with_losses(Fixed(dx), batch)[1] == {}
 
 
-def test_clip_metrics_are_the_mean_of_frame_psnrs_computed_by_scikit_image() -> None:
+def test_clip_psnr_is_scikit_images_psnr_of_the_whole_clip_and_finite_with_an_untouched_frame() -> None:
     task = VideoRestorationTask(grey=False)
     rng = np.random.default_rng(1)
     gt = torch.from_numpy(np.round(rng.random((2, 3, 3, 20, 20)) * 255).astype(np.float32) / 255)
     out = (gt + torch.from_numpy(rng.normal(0, 0.05, gt.shape).astype(np.float32))).clamp(0, 1)
+    out[1, 0] = gt[1, 0]  # a frame identical to its reference: inf on its own
     scores = task.metrics(out.flatten(0, 1), {"lq": gt, "gt": gt})
     q = lambda x: np.round(x.numpy() * 255).astype(np.uint8)  # noqa: E731
-    for c in range(2):
-        frames = [peak_signal_noise_ratio(q(gt[c, k]), q(out[c, k]), data_range=255) for k in range(3)]
-        assert float(scores["psnr"][c]) == pytest.approx(np.mean(frames), abs=1e-3)
-    assert scores["ssim"].shape == (2,)
+    for c in range(2):  # scikit-image on the stacked frames of the clip: one mean squared error over all of them
+        assert float(scores["psnr"][c]) == pytest.approx(peak_signal_noise_ratio(q(gt[c]), q(out[c]), data_range=255),
+                                                        abs=1e-6)
+    assert np.isfinite(scores["psnr"].numpy()).all() and scores["ssim"].shape == (2,)
 
 
 def test_single_image_networks_and_files_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -164,3 +165,119 @@ def test_temporal_median_baseline_matches_numpy() -> None:
         assert np.array_equal(got[:, k], np.median(trio, axis=0))
     names = VideoRestorationTask().baselines({"lq": clip, "gt": clip})
     assert list(names) == ["damaged", "median", "temporal_median"]
+
+
+def test_evaluate_scores_a_temporal_and_a_single_frame_model_on_the_same_clips(tmp_path: Path) -> None:
+    """One report: the baselines, the temporal model on whole clips and the single-frame model frame by frame; the
+    damaged baseline's PSNR recomputed with scikit-image from the clips held_out_clips makes."""
+    from cli_utils import compose_conf
+    from restoregan.data.clip_dataset import held_out_clips
+    from restoregan.data.film_damage import FilmDamage
+    from restoregan.evaluation.run import evaluate
+
+    save_export(tmp_path / "temporal", _random_net(), ARCH, {"task": VideoRestorationTask().config(), "scale": 1})
+    torch.manual_seed(0)
+    single_arch = {"_target_": "restoregan.gans.restore_unet.RestoreUNet", "num_feat": 8, "num_levels": 1,
+                   "num_conv": 1}
+    save_export(tmp_path / "single", RestoreUNet(num_feat=8, num_levels=1, num_conv=1), single_arch,
+                {"task": RestorationTask().config(), "scale": 1})
+    report = evaluate(compose_conf("evaluate", [
+        f"ckpt=[{tmp_path / 'temporal.safetensors'},{tmp_path / 'single.safetensors'}]", "hr_dir=skimage:val",
+        f"out_dir={tmp_path / 'eval'}", "device=cpu", "lpips=false"]))
+    methods = report["methods"]
+    assert list(methods) == ["damaged", "median", "temporal_median", "temporal", "single"]
+    assert report["temporal"] is True and report["frames"] == 7
+    clips = list(held_out_clips("skimage:val", 7, None, 0, FilmDamage(), True))
+    assert [row["image"] for row in methods["damaged"]["images"]] == [name for name, _, _ in clips]
+    q = lambda frames: np.round(np.stack(frames) * 255).astype(np.uint8)  # noqa: E731
+    for row, (_, lq, gt) in zip(methods["damaged"]["images"], clips):
+        assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(q(gt), q(lq), data_range=255), abs=1e-6)
+    # a fresh, identity-initialised single-frame net returns its input: it scores exactly the damaged clips
+    assert methods["single"]["psnr"] == pytest.approx(methods["damaged"]["psnr"], abs=1e-9)
+    assert methods["temporal"]["psnr"] != pytest.approx(methods["damaged"]["psnr"], abs=1e-3)
+    assert (tmp_path / "eval" / "comparison.png").exists()
+
+
+def test_a_report_refuses_models_of_unrelated_tasks(tmp_path: Path) -> None:
+    from cli_utils import compose_conf
+    from restoregan.evaluation.run import evaluate
+    from restoregan.gans.srresnet import SRResNet
+    from restoregan.tasks.sr import SuperResolutionTask
+
+    save_export(tmp_path / "temporal", _random_net(), ARCH, {"task": VideoRestorationTask().config(), "scale": 1})
+    save_export(tmp_path / "sr", SRResNet(num_feat=8, num_block=1, scale=2),
+                {"_target_": "restoregan.gans.srresnet.SRResNet", "num_feat": 8, "num_block": 1, "scale": 2},
+                {"task": SuperResolutionTask(2).config(), "scale": 2})
+    with pytest.raises(ValueError, match="cannot share a report"):
+        evaluate(compose_conf("evaluate", [f"ckpt=[{tmp_path / 'temporal.safetensors'},{tmp_path / 'sr.safetensors'}]",
+                                           "hr_dir=skimage:val", f"out_dir={tmp_path / 'eval'}", "device=cpu"]))
+
+
+def _frame_folder(folder: Path, frames: list[np.ndarray]) -> Path:
+    """Numbered PNGs: read as a clean video by evaluate.py's clip data."""
+    from restoregan.data.io import write_image
+
+    folder.mkdir(parents=True)
+    for i, img in enumerate(frames):
+        write_image(folder / f"{i:04d}.png", img)
+    return folder
+
+
+def _scene(seed: int, h: int = 40, w: int = 48) -> np.ndarray:
+    return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("short", "holds only 3 frames; clips of 7 frames need at least 7"),
+    ("cuts", "no window of 7 frames without a scene cut"),
+    ("tiny", "frames are 9x6; clips need frames of at least 11 pixels a side"),
+])
+def test_bad_clean_videos_are_refused_in_one_line_naming_them(tmp_path: Path, case: str, match: str) -> None:
+    from restoregan.data.clip_dataset import held_out_clips
+
+    if case == "short":
+        frames = [_scene(0)] * 3
+    elif case == "cuts":  # a new scene every second frame
+        frames = [(0.1 if (k // 2) % 2 else 0.75) + 0.15 * _scene(k // 2) for k in range(12)]
+    else:
+        frames = [_scene(0, 6, 9)] * 8
+    folder = _frame_folder(tmp_path / case, frames)
+    with pytest.raises(ValueError) as err:
+        list(held_out_clips(folder, 7))
+    assert str(err.value).startswith(str(folder)) and match in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_photo_left_out_as_too_small_never_becomes_the_foreground(tmp_path: Path) -> None:
+    """Clips of a folder with one large photo and one of 3x3 pixels: the small one is skipped with a warning and
+    the foreground layer comes from the photos kept, for every seed."""
+    from restoregan.data.clip_dataset import held_out_clips
+    from restoregan.data.io import write_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_image(folder / "a_large.png", _scene(1, 160, 200))
+    write_image(folder / "b_tiny.png", _scene(2, 3, 3))
+    for seed in range(6):
+        with pytest.warns(UserWarning, match="b_tiny.png"):
+            clips = list(held_out_clips(folder, 3, seed=seed))
+        assert [name for name, _, _ in clips] == ["a_large.png"]
+
+
+def test_options_of_the_temporal_task_are_refused_for_a_single_frame_model(tmp_path: Path) -> None:
+    from restoregan.models import with_options
+
+    torch.manual_seed(0)
+    save_export(tmp_path / "single", RestoreUNet(num_feat=8, num_levels=1, num_conv=1),
+                {"_target_": "restoregan.gans.restore_unet.RestoreUNet", "num_feat": 8, "num_levels": 1,
+                 "num_conv": 1}, {"task": RestorationTask().config(), "scale": 1})
+    model = load_model(tmp_path / "single.safetensors")
+    with pytest.raises(CheckpointError, match=r"task\.window: not an option of its task .*RestorationTask") as err:
+        with_options(model, {"window": 4})
+    assert "\n" not in str(err.value)
+
+
+def test_a_temporal_network_is_refused_by_the_single_frame_task(tmp_path: Path) -> None:
+    """Its forward takes one argument, like an image network's; the task asks the network what it takes."""
+    save_export(tmp_path / "t", _random_net(), ARCH, {"task": RestorationTask().config(), "scale": 1})
+    with pytest.raises(CheckpointError, match="takes clips; task restore runs image-to-image networks"):
+        load_model(tmp_path / "t.safetensors")

@@ -34,9 +34,10 @@ from restoregan.data.film_damage import FilmDamage, damage_sequence
 from restoregan.data.film_dataset import clean_reference
 from restoregan.data.io import ImageReadError, check_images, list_images, quantize, read_image
 from restoregan.data.rng import ProcessRandom
-from restoregan.data.video import SceneCutDetector, VideoReadError, is_video_file, read_frames, windows_without_cuts
+from restoregan.data.video import SceneCutDetector, VideoReadError, is_video_file, iter_frames, windows_without_cuts
 
 MARGIN = 2  # photo pixels kept clear of the border, so bilinear samples never reach outside
+MIN_VIDEO_SIDE = 11  # smallest frame side of a clean video: evaluation scores SSIM with an 11x11 Gaussian window
 
 
 # --- motion ---------------------------------------------------------------------------------------
@@ -305,14 +306,32 @@ class _Video:
 
     def __init__(self, source: str | Path, span: int, max_frames: int | None, detector: SceneCutDetector,
                  crop: tuple[int, int] | None) -> None:
-        frames = [f.image for f in read_frames(source, min_frames=span, max_frames=max_frames)]
-        h, w = frames[0].shape[:2]
+        # each frame is kept as 8 bits as soon as it is decoded and compared with the one before (cuts): float
+        # frames of a whole 1080p video would take tens of GB
+        self.frames: list[np.ndarray] = []
+        self.cuts: list[int] = []
+        prev = None
+        for frame in iter_frames(source):
+            image = frame.image
+            if min(image.shape[:2]) < MIN_VIDEO_SIDE:
+                h, w = image.shape[:2]
+                raise VideoReadError(f"{source}: frames are {w}x{h}; clips need frames of at least "
+                                     f"{MIN_VIDEO_SIDE} pixels a side (SSIM's 11x11 Gaussian window)")
+            if prev is not None and detector.is_cut(prev, image):
+                self.cuts.append(len(self.frames))
+            self.frames.append(np.round(image * 255).astype(np.uint8))
+            prev = image
+            if max_frames is not None and len(self.frames) >= max_frames:
+                break
+        if len(self.frames) < span:
+            n = len(self.frames)
+            what = "no frames" if not n else f"only {n} frame{'s' if n > 1 else ''}"
+            raise VideoReadError(f"{source}: holds {what}; clips of {span} frames need at least {span}")
+        h, w = self.frames[0].shape[:2]
         if crop is not None and (h < crop[0] or w < crop[1]):
             raise VideoReadError(f"{source}: frames are {w}x{h}, smaller than the crop {crop[1]}x{crop[0]}")
-        cuts = detector.cuts(frames)
-        self.name, self.cuts = Path(source).name, cuts
-        self.frames = [np.round(f * 255).astype(np.uint8) for f in frames]
-        self.starts = windows_without_cuts(len(frames), span - 1, cuts)
+        self.name = Path(source).name
+        self.starts = windows_without_cuts(len(self.frames), span - 1, self.cuts)
 
     def window(self, first: int, n: int, top: int, left: int, h: int, w: int) -> list[np.ndarray]:
         return [f[top : top + h, left : left + w].astype(np.float32) / 255 for f in self.frames[first : first + n]]
@@ -449,7 +468,8 @@ def held_out_clips(
         h, w = views[path]
         rng = np.random.default_rng([seed, i])
         photo = compact(read_image(path))  # sampled as training samples it
-        fg = compact(read_image(paths[(i + 1) % len(paths)])) if len(paths) > 1 else photo
+        others = [p for p in paths[i + 1:] + paths[:i] if p in kept]  # never a photo left out as too small
+        fg = compact(read_image(others[0])) if others else photo
         clean = render_clean_clip(photo, fg, frames + extra_frames(frames, damage), (h, w), rng, motion)
         lq, gt = damage_clip(clean, frames, rng, damage, grey)
         yield f"{path.name}", lq, gt
@@ -471,7 +491,11 @@ def _video_clips(source: Path, frames: int, size: int | Sequence[int] | None, se
     ch, cw = crop or (h, w)
     top, left = (h - ch) // 2, (w - cw) // 2
     extra = extra_frames(frames, damage)
-    for j, first in enumerate(windows_without_cuts(len(clip.frames), frames - 1, clip.cuts, step=frames)):
+    starts = windows_without_cuts(len(clip.frames), frames - 1, clip.cuts, step=frames)
+    if not starts:
+        raise VideoReadError(f"{source}: no window of {frames} frames without a scene cut ({len(clip.cuts)} cuts in "
+                             f"{len(clip.frames)} frames); lower task.frames")
+    for j, first in enumerate(starts):
         stop = min([len(clip.frames)] + [cut for cut in clip.cuts if cut > first])
         clean = clip.window(first, min(frames + extra, stop - first), top, left, ch, cw)
         lq, gt = damage_clip(clean, frames, np.random.default_rng([seed, j]), damage, grey)

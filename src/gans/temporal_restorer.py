@@ -19,7 +19,7 @@ from features carried along the whole clip:
        features; the output is a correction added to the input frame (an untrained net is the identity).
 
 A clip with a scene cut must be cut there by the caller: state carried across a cut would paste the old scene
-into the new one (the film stage does this, `restoregan.tasks.restore_video`). Sides are padded (replicate) to a
+into the new one (the film stage does this, `restoregan.inference.clip_stage`). Sides are padded (replicate) to a
 multiple of 8 and cropped back.
 """
 

@@ -20,6 +20,8 @@ def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tens
     """(1, 2, h, w) pixel coordinates (x, y); cached per size/device, it is rebuilt on every call otherwise."""
     key = (h, w, device, dtype)
     if key not in _GRIDS:
+        if len(_GRIDS) >= 16:  # evaluation meets many frame sizes: keep the cache bounded
+            _GRIDS.clear()
         ys, xs = torch.meshgrid(
             torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
         )

@@ -157,6 +157,11 @@ class Task(Protocol):
     def stage(self, name: str, model: Model, run: RunOptions) -> Stage: ...
     def sequence(self, files: list) -> bool: ...  # is a folder of these images a frame sequence
 
+    # Optional: generate_with_losses(net, batch) -> (output, {name: loss}): the output and loss terms only the task
+    # can compute (a temporal restorer's flow loss), added to the generator's loss and logged as train/g_<name>.
+    # Optional: can_score(config) -> bool: evaluate.py may score a model of that task config on this task's data
+    # (a temporal restorer's report takes a single-frame restorer, run frame by frame on the same clips).
+    # Optional: grid_image(x) -> (1, c, h, w): what comparison.png shows of an item with several frames.
     # Optional: set_metrics(device) -> ({key: metric or None}, note or None): scores of a whole set
     # (colorization's FID), called once per method by the evaluation loop; each metric has update(image, real)
     # (an (H, W, 3) image, real=True for the target) and compute() -> float; None (with the note saying why:

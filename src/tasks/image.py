@@ -44,6 +44,10 @@ class ImageToImageTask:
         """RGB in, RGB out, one image in: a network declaring other channel counts (also by its class's defaults:
         a colorizer's 2 chroma channels) or taking more than an image (an interpolation net) is no model of this
         task."""
+        if getattr(net, "temporal", False) is True:  # its forward(x) takes one argument too, but x is a clip
+            what = (arch or {}).get("_target_") or type(net).__name__
+            raise CheckpointError(f"{path}: its generator {what} takes clips; task {self.name} runs image-to-image "
+                                  "networks (a temporal restorer's task is restore_video)")
         params = inspect.signature(type(net)).parameters
         for key in ("num_in_ch", "num_out_ch"):
             got = (arch or {}).get(key, params[key].default if key in params else 3)

@@ -6,7 +6,8 @@ It is the restore task's temporal twin: its `name` is "restore", so the film pip
 kind of model and the model's own file decides how frames are fed (`stage`: frame windows with state carried
 along them, cut at scene cuts, vs. `RestorationTask`'s frame by frame). Training batches come from
 `restoregan.data.clip_dataset.FilmClipDataset`; losses and the discriminator see the clip's frames as a batch of
-images (b * T); a clip's metrics are the means of its frames' (PSNR/SSIM on RGB of 8-bit images, no border crop).
+images (b * T); a clip's PSNR is that of its mean squared error over all its frames, its SSIM the mean of its
+frames' (RGB of 8-bit images, no border crop).
 
 evaluate.py (hr_dir=CLEAN_IMAGES | skimage:val | CLEAN_VIDEO): each clean image becomes a clip by the synthetic
 camera and object motion, or a clean video is cut into windows, and each clip is damaged by the film damage model
@@ -26,12 +27,13 @@ from torch import Tensor, nn
 
 from restoregan.data.io import quantize, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
-from restoregan.metrics.image import psnr_rgb, ssim_rgb
+from restoregan.metrics.image import ssim_rgb
 from restoregan.tasks.base import EvalData, RunOptions, Stage, task_config
 from restoregan.tasks.image import dataset_name
 from restoregan.tasks.restore import RestorationTask, median3_batch
 
-METRIC_NOTE = "PSNR/SSIM on RGB of 8-bit frames, no border crop, averaged over each clip's frames"
+METRIC_NOTE = ("PSNR on RGB of 8-bit frames from each clip's mean squared error over its frames; SSIM on RGB, the "
+               "mean of its frames'; no border crop")
 FLOW_WEIGHT = 0.1  # the photometric flow term beside the restoration loss (set by the task's `flow_weight`)
 
 
@@ -137,10 +139,13 @@ class VideoRestorationTask(RestorationTask):
         return {"damaged": lq, "median": median3_batch(lq), "temporal_median": temporal_median3(batch["lq"])}
 
     def metrics(self, output: Tensor, batch: dict) -> dict[str, Tensor]:
-        """Per clip (b,): the means over its frames of RGB PSNR and SSIM of 8-bit images."""
+        """Per clip (b,), on 8-bit RGB frames: PSNR of the clip's mean squared error over all its frames (a frame
+        the damage left untouched scores inf on its own, which a mean over frames would make the clip's figure),
+        and the mean of its frames' SSIM."""
         b = batch["gt"].shape[0]
         out, tgt = quantize(output), quantize(self.target(batch))
-        return {"psnr": psnr_rgb(out, tgt).cpu().view(b, -1).mean(1), "ssim": ssim_rgb(out, tgt).view(b, -1).mean(1)}
+        mse = (out.double() - tgt.double()).square().reshape(b, -1).mean(1)
+        return {"psnr": (10 * torch.log10(1.0 / mse)).cpu(), "ssim": ssim_rgb(out, tgt).view(b, -1).mean(1)}
 
     def grid_columns(self, batch: dict, output: Tensor) -> list[tuple[str, Tensor]]:
         b, t = batch["gt"].shape[:2]
@@ -166,6 +171,9 @@ class VideoRestorationTask(RestorationTask):
         if not skimage and not Path(source).exists():
             raise ValueError(f"{source}: clean images or video not found")
         size = cfg.get("clip_size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 16):
+            raise ValueError(f"clip_size={size!r}: must be a whole number of pixels >= 16 (or null: 3/4 of each "
+                             "photo's sides, whole video frames)")
 
         def items():
             for name, lq, gt in held_out_clips(source, self.frames, size, self.seed, self.film_damage(), self.grey):
