@@ -34,6 +34,7 @@ from restoregan.data.film_damage import FilmDamage, damage_sequence
 from restoregan.data.film_dataset import clean_reference
 from restoregan.data.io import ImageReadError, check_images, list_images, quantize, read_image
 from restoregan.data.rng import ProcessRandom
+from restoregan.data.triplet_dataset import augment
 from restoregan.data.video import SceneCutDetector, VideoReadError, is_video_file, iter_frames, windows_without_cuts
 
 MARGIN = 2  # photo pixels kept clear of the border, so bilinear samples never reach outside
@@ -267,14 +268,8 @@ def _stack(frames: list[np.ndarray]) -> torch.Tensor:
 
 def augment_clip(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """Same flips for every frame, and temporal reversal; applied to the CLEAN clip, before damage, so that
-    scratches stay vertical and damage runs forward in time as it does on film."""
-    if rng.random() < 0.5:
-        frames = [f[:, ::-1] for f in frames]
-    if rng.random() < 0.5:
-        frames = [f[::-1] for f in frames]
-    if rng.random() < 0.5:
-        frames = frames[::-1]
-    return [np.ascontiguousarray(f) for f in frames]
+    scratches stay vertical and damage runs forward in time as it does on film (the interpolation windows' rule)."""
+    return augment(frames, rng)
 
 
 def _least_side(h: int, w: int) -> tuple[int, int]:
