@@ -15,7 +15,8 @@ python bench/film_restore_video.py [--skip-train] [--minutes 20] [--temporal-ite
 3. Real footage (../shared/data/footage): infer.py with each model, then `evaluate.py input=... result=...`
    (flicker relative to the input, with the fidelity checks that a black or blurred result fails), and a contact
    sheet per clip (rows: frames, columns: input | single | temporal; last row: a 1:1 pixel crop where the input
-   has the most fine-scale damage) in bench/results/film_restore_video/.
+   has the most fine-scale damage) in runs/bench_film_video/contact_sheets/ (they hold the footage's own
+   pixels, which stay in ../shared).
 
 --smoke: 4 iterations each, two photos per held-out set on 96x96 clips, the first 12 frames of each footage clip: checks
 the script end to end in about 4 minutes (everything but its json in runs/bench_film_video_smoke/, never the real run's
@@ -418,7 +419,7 @@ def main() -> None:
     work = ROOT / "runs" / f"bench_film_video{tag}"
     models = work / "models"
     results_path = RESULTS / f"film_restore_video{tag}.json"
-    sheets = work / "contact_sheets" if smoke else RESULTS / "film_restore_video"
+    sheets = work / "contact_sheets"  # frames of the shared footage: kept out of the repository
     t_iters, s_iters = (SMOKE["iters"], SMOKE["iters"]) if smoke else (opts.temporal_iters, opts.single_iters)
     common = ["data.num_workers=1", "logger=csv", "overwrite=true", *(SMOKE["train"] if smoke else [])]
     # the single-frame model trains on the temporal one's photos (its own default lacks the ImageNet sample), so
