@@ -266,12 +266,6 @@ def _stack(frames: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2))).float()
 
 
-def augment_clip(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """Same flips for every frame, and temporal reversal; applied to the CLEAN clip, before damage, so that
-    scratches stay vertical and damage runs forward in time as it does on film (the interpolation windows' rule)."""
-    return augment(frames, rng)
-
-
 def _least_side(h: int, w: int) -> tuple[int, int]:
     return h + 2 * MARGIN + 2, w + 2 * MARGIN + 2
 
@@ -327,6 +321,10 @@ class _Video:
             raise VideoReadError(f"{source}: frames are {w}x{h}, smaller than the crop {crop[1]}x{crop[0]}")
         self.name = Path(source).name
         self.starts = windows_without_cuts(len(self.frames), span - 1, self.cuts)
+
+    def run_end(self, first: int) -> int:
+        """The frame after the last one of `first`'s shot: the next cut, or the end."""
+        return min([len(self.frames)] + [cut for cut in self.cuts if cut > first])
 
     def window(self, first: int, n: int, top: int, left: int, h: int, w: int) -> list[np.ndarray]:
         return [f[top : top + h, left : left + w].astype(np.float32) / 255 for f in self.frames[first : first + n]]
@@ -408,7 +406,7 @@ class FilmClipDataset(Dataset):
             v, first = self.windows[int(rng.integers(len(self.windows))) if self.train else index % len(self.windows)]
             video = self.videos[v]
             # as many extra frames as the video holds before its next cut (for dropped frames)
-            stop = min([len(video.frames)] + [cut for cut in video.cuts if cut > first])
+            stop = video.run_end(first)
             h, w = video.frames[0].shape[:2]
             top, left = (int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))) if self.train else ((h - c) // 2, (w - c) // 2)
             clean = video.window(first, min(self.span, stop - first), top, left, c, c)
@@ -418,8 +416,8 @@ class FilmClipDataset(Dataset):
             fg = self._photo(int(rng.integers(len(self.paths))))
             clean = render_clean_clip(self._photo(i), fg, self.span, c, rng, self.motion)
             name = f"{self.paths[i].name}#{index}"
-        if self.train:
-            clean = augment_clip(clean, rng)
+        if self.train:  # flips and reversal of the CLEAN clip: scratches stay vertical, damage runs forward in time
+            clean = augment(clean, rng)
         lq, gt = damage_clip(clean, self.frames, rng, self.damage, self.grey)
         return {"lq": _stack(lq), "gt": _stack(gt), "name": name}
 
@@ -491,7 +489,7 @@ def _video_clips(source: Path, frames: int, size: int | Sequence[int] | None, se
         raise VideoReadError(f"{source}: no window of {frames} frames without a scene cut ({len(clip.cuts)} cuts in "
                              f"{len(clip.frames)} frames); lower task.frames")
     for j, first in enumerate(starts):
-        stop = min([len(clip.frames)] + [cut for cut in clip.cuts if cut > first])
+        stop = clip.run_end(first)
         clean = clip.window(first, min(frames + extra, stop - first), top, left, ch, cw)
         lq, gt = damage_clip(clean, frames, np.random.default_rng([seed, j]), damage, grey)
         yield f"{clip.name}[{first}:{first + frames}]", lq, gt

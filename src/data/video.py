@@ -344,10 +344,8 @@ def _iter_unchecked(path: Path, deinterlace: bool = False) -> Iterator[Frame]:
             raise VideoReadError(f"{path}: corrupt video, decoding failed ({_first_line(err)})") from None
 
 
-def read_frames(source: str | Path, min_frames: int = 2, max_frames: int | None = None,
-                purpose: str = "frame interpolation") -> list[Frame]:
-    """All frames (up to `max_frames`) of a video or frame folder; at least `min_frames` of them (`purpose`: what
-    needs them, for the refusal)."""
+def read_frames(source: str | Path, min_frames: int = 2, max_frames: int | None = None) -> list[Frame]:
+    """All frames (up to `max_frames`) of a video or frame folder; at least `min_frames` of them."""
     frames = []
     for frame in iter_frames(source):
         frames.append(frame)
@@ -355,7 +353,7 @@ def read_frames(source: str | Path, min_frames: int = 2, max_frames: int | None 
             break
     if len(frames) < min_frames:
         what = "no frames" if not frames else f"only {len(frames)} frame{'s' if len(frames) > 1 else ''}"
-        raise VideoReadError(f"{source}: holds {what}; {purpose} needs at least {min_frames}")
+        raise VideoReadError(f"{source}: holds {what}; frame interpolation needs at least {min_frames}")
     return frames
 
 

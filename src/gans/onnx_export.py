@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from restoregan.atomic import atomic_write_bytes
 from restoregan.gans.sizes import net_multiple
+from restoregan.gans.temporal_restorer import takes_clips
 
 ONNX_FORMAT = "1"
 DEFAULT_OPSET = 17  # GridSample (interpolation's warps) needs 16; 17 is read by onnxruntime >= 1.11 and TensorRT 8.5+
@@ -141,7 +142,7 @@ def export_onnx(
     first compared with PyTorch at sizes other than the trace's (`verify_onnx`); a difference of TOLERANCE or more
     (relative to outputs beyond 1) is refused and nothing is written. Returns that difference (None without
     `check`)."""
-    if getattr(net, "temporal", False) is True:  # a loop over a clip's frames: a trace would fix T
+    if takes_clips(net):  # a loop over a clip's frames: a trace would fix T
         raise ValueError(f"{path}: not written: {type(net).__name__} restores clips with a loop over their frames, "
                          "which ONNX export does not support yet; use the model's .safetensors export")
     net = net.float().cpu().eval()

@@ -74,11 +74,17 @@ class FlowNet(nn.Module):
         return resize_flow(flow, (h, w))
 
 
+def takes_clips(net: nn.Module) -> bool:
+    """Does `net` take clips (b, T, c, h, w) rather than images? Declared by the network (`temporal = True`), so
+    tasks and exporters ask this, never the class name."""
+    return getattr(net, "temporal", False) is True
+
+
 class TemporalRestorer(nn.Module):
     """num_feat: channels of the propagated (half-resolution) state; num_blocks: residual blocks per propagation
     step; flow_feat: the flow net's width. Input and output are RGB clips (b, T, 3, h, w)."""
 
-    temporal = True  # takes a clip, not an image: tasks and tools ask this, not the class name
+    temporal = True  # takes a clip, not an image (takes_clips)
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 48, num_blocks: int = 2,
                  flow_feat: int = 24, scale: int = 1) -> None:
@@ -130,22 +136,26 @@ class TemporalRestorer(nn.Module):
             to_next = flows[: b * (t - 1)].view(b, t - 1, 2, hp, wp)
             to_prev = flows[b * (t - 1):].view(b, t - 1, 2, hp, wp)
         size = half.shape[-2:]
+        if t > 1:  # the flows at the state's resolution, all pairs at once
+            next_half = resize_flow(to_next.flatten(0, 1), size).view(b, t - 1, 2, *size)
+            prev_half = resize_flow(to_prev.flatten(0, 1), size).view(b, t - 1, 2, *size)
 
         backward: list[Tensor] = [None] * t  # type: ignore[list-item]
         state = torch.zeros_like(half[:, 0])
         for k in reversed(range(t)):
             if k < t - 1:
-                state = backward_warp(state, resize_flow(to_next[:, k], size))
+                state = backward_warp(state, next_half[:, k])
             state = self.backward_fuse(torch.cat([half[:, k], state], 1))
             backward[k] = state
         outputs = []
         state = torch.zeros_like(half[:, 0])
         for k in range(t):
             if k > 0:
-                state = backward_warp(state, resize_flow(to_prev[:, k - 1], size))
+                state = backward_warp(state, prev_half[:, k - 1])
             state = self.forward_fuse(torch.cat([half[:, k], backward[k], state], 1))
             up = F.leaky_relu(F.pixel_shuffle(self.up(torch.cat([state, backward[k]], 1)), 2), 0.1)
             outputs.append(clip[:, k] + self.recon(torch.cat([up, full[:, k]], 1)))
         out = torch.stack(outputs, 1)[..., :h, :w]
-        crop = (lambda f: f[..., :h, :w]) if (hp, wp) != (h, w) else (lambda f: f)
-        return out, (None if to_next is None else crop(to_next)), (None if to_prev is None else crop(to_prev))
+        if to_next is None:
+            return out, None, None
+        return out, to_next[..., :h, :w], to_prev[..., :h, :w]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from restoregan.data.datasets import mod_crop
 from restoregan.data.io import ImageReadError, inspect_image, list_images, quantize, read_image, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
+from restoregan.gans.temporal_restorer import takes_clips
 from restoregan.inference.tiled import apply_tiled
 from restoregan.metrics.image import psnr_rgb, ssim_rgb
 from restoregan.tasks.base import EvalData, FrameByFrame, RunOptions, Stage, task_config
@@ -44,7 +45,7 @@ class ImageToImageTask:
         """RGB in, RGB out, one image in: a network declaring other channel counts (also by its class's defaults:
         a colorizer's 2 chroma channels) or taking more than an image (an interpolation net) is no model of this
         task."""
-        if getattr(net, "temporal", False) is True:  # its forward(x) takes one argument too, but x is a clip
+        if takes_clips(net):  # its forward(x) takes one argument too, but x is a clip
             what = (arch or {}).get("_target_") or type(net).__name__
             raise CheckpointError(f"{path}: its generator {what} takes clips; task {self.name} runs image-to-image "
                                   "networks (a temporal restorer's task is restore_video)")

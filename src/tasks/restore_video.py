@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from restoregan.data.io import quantize, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
+from restoregan.gans.temporal_restorer import takes_clips
 from restoregan.metrics.image import ssim_rgb
 from restoregan.tasks.base import EvalData, RunOptions, Stage, task_config
 from restoregan.tasks.image import dataset_name
@@ -35,11 +36,6 @@ from restoregan.tasks.restore import RestorationTask, median3_batch
 METRIC_NOTE = ("PSNR on RGB of 8-bit frames from each clip's mean squared error over its frames; SSIM on RGB, the "
                "mean of its frames'; no border crop")
 FLOW_WEIGHT = 0.1  # the photometric flow term beside the restoration loss (set by the task's `flow_weight`)
-
-
-def is_temporal(net: nn.Module) -> bool:
-    """Does `net` take clips (b, T, c, h, w)? Declared by the network (`temporal = True`)."""
-    return getattr(net, "temporal", False) is True
 
 
 def frames_of(x: Tensor) -> Tensor:
@@ -77,7 +73,7 @@ class VideoRestorationTask(RestorationTask):
         return task_config(self, grey=self.grey)
 
     def check_network(self, path: Any, net: nn.Module, arch: dict | None) -> None:
-        if not is_temporal(net):
+        if not takes_clips(net):
             what = (arch or {}).get("_target_") or type(net).__name__
             raise CheckpointError(f"{path}: its generator {what} restores single images; task restore_video needs a "
                                   "temporal network (one that takes clips)")
@@ -193,7 +189,7 @@ class VideoRestorationTask(RestorationTask):
 
     def run_batch(self, model: Any, batch: dict, run: RunOptions) -> Tensor:
         """A temporal model on the whole clip; a single-frame model (can_score) frame by frame."""
-        if not is_temporal(model.net):
+        if not takes_clips(model.net):
             return model.task.apply_batch(model, frames_of(batch["lq"]), run)
         return frames_of(apply_clip(model.net, batch["lq"], run))
 
