@@ -43,13 +43,43 @@ def _shifted_clip(t: int, h: int, w: int, dx: int) -> Tensor:
     return torch.stack(frames)[:, None].expand(t, 3, h, w)[None].clamp(0, 1).contiguous()
 
 
-def test_an_untrained_restorer_is_the_identity_and_keeps_the_clip_shape() -> None:
-    net = TemporalRestorer(num_feat=8, num_blocks=1, flow_feat=8)
+@pytest.mark.parametrize("flow", ["dis", "learned"])
+def test_an_untrained_restorer_without_aligned_neighbours_is_the_identity(flow: str) -> None:
+    net = TemporalRestorer(num_feat=8, num_blocks=1, flow_feat=8, flow=flow, radius=0)
     clip = torch.rand(2, 4, 3, 19, 26)  # sides no multiple of 8: padded inside, cropped back
     assert torch.equal(net(clip), clip)
     assert net(clip[:, :1]).shape == (2, 1, 3, 19, 26)  # a clip of one frame
     with pytest.raises(ValueError, match="takes a clip"):
         net(clip[:, 0])
+    _, to_next, to_prev = net.forward_with_flows(clip)
+    if flow == "learned":  # offered to the photometric loss, which trains them
+        assert to_next.shape == to_prev.shape == (2, 3, 2, 19, 26) and to_next.requires_grad
+    else:
+        assert to_next is None and to_prev is None
+    with pytest.raises(ValueError, match="flow must be 'dis' or 'learned'"):
+        TemporalRestorer(flow="raft")
+
+
+def test_an_untrained_restorer_with_neighbours_is_their_aligned_median_and_removes_dust_that_moves() -> None:
+    """radius 2: an untrained net outputs the median of each frame and its four neighbours warped onto it (DIS
+    flow). On a pan with a different bright speck in every frame, the middle frame's speck is gone (the four
+    neighbours show the picture there) while the picture keeps its place; a still clip comes back unchanged."""
+    net = TemporalRestorer(num_feat=8, num_blocks=1, radius=2).eval()
+    clean = _shifted_clip(5, 48, 64, dx=2)
+    damaged = clean.clone()
+    for k in range(5):
+        damaged[0, k, :, 10 + 5 * k:14 + 5 * k, 12 + 8 * k:16 + 8 * k] = 1.0
+    with torch.no_grad():
+        out = net(damaged)[0, 2]
+    speck = (slice(None), slice(20, 24), slice(28, 32))  # the middle frame's speck
+    assert float((damaged[0, 2][speck] - clean[0, 2][speck]).abs().mean()) > 0.3
+    assert float((out[speck] - clean[0, 2][speck]).abs().mean()) < 0.03
+    assert float((out - clean[0, 2])[..., 4:-4, 8:-8].abs().mean()) < 0.02
+    still = _shifted_clip(1, 48, 64, dx=0).expand(1, 4, 3, 48, 64).contiguous()
+    with torch.no_grad():
+        assert torch.allclose(net(still), still, atol=1e-5)
+    with torch.no_grad():  # DIS flows are not learned: no flows are offered for a photometric loss
+        assert net.forward_with_flows(damaged)[1:] == (None, None)
 
 
 def test_a_frame_depends_on_its_neighbours_both_ways_and_clips_are_independent() -> None:
@@ -281,3 +311,34 @@ def test_a_temporal_network_is_refused_by_the_single_frame_task(tmp_path: Path) 
     save_export(tmp_path / "t", _random_net(), ARCH, {"task": RestorationTask().config(), "scale": 1})
     with pytest.raises(CheckpointError, match="takes clips; task restore runs image-to-image networks"):
         load_model(tmp_path / "t.safetensors")
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_the_temporal_discriminator_sees_each_frame_between_its_neighbours(conditional: bool) -> None:
+    """task.temporal_discriminator: the pair is each frame k stacked as (k - 1, k, k + 1), ends repeated, after the
+    damaged triplet when conditional; it fits the temporal PatchGAN of num_frames 6 (3) and none of 2."""
+    from restoregan.gans.temporal_discriminator import TemporalPatchDiscriminator
+
+    b, t = 2, 4
+    batch = {"lq": torch.rand(b, t, 3, 32, 32), "gt": torch.rand(b, t, 3, 32, 32)}
+    output = torch.rand(b * t, 3, 32, 32)
+    task = VideoRestorationTask(grey=False, conditional=conditional, temporal_discriminator=True)
+    real, fake = task.discriminator_pair(batch, output)
+    assert real.shape == fake.shape == (b * t, 18 if conditional else 9, 32, 32)
+    tail = 9 if conditional else 0  # the restored (or clean) triplet follows the damaged one
+    clip = output.view(b, t, 3, 32, 32)
+    for i in range(b):
+        for k in range(t):
+            n = i * t + k
+            assert torch.equal(fake[n, tail:tail + 3], clip[i, max(k - 1, 0)])
+            assert torch.equal(fake[n, tail + 3:tail + 6], clip[i, k])
+            assert torch.equal(fake[n, tail + 6:tail + 9], clip[i, min(k + 1, t - 1)])
+            assert torch.equal(real[n, tail + 3:tail + 6], batch["gt"][i, k])
+            if conditional:
+                assert torch.equal(real[n, :9], fake[n, :9]) and torch.equal(fake[n, 3:6], batch["lq"][i, k])
+    d = TemporalPatchDiscriminator(num_frames=6 if conditional else 3, num_feat=8)
+    assert d(fake).shape[:2] == (b * t, 1)
+    with pytest.raises(ValueError, match="takes 6 channels"):
+        TemporalPatchDiscriminator(num_frames=2, num_feat=8)(fake)
+    with pytest.raises(ValueError, match="task.temporal_discriminator"):
+        VideoRestorationTask(temporal_discriminator="yes")

@@ -42,7 +42,8 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = TemporalRestorer(**{k: v for k, v in ARCH.items() if k != "_target_"})
     with torch.no_grad():
         torch.nn.init.normal_(net.recon[-1].weight, std=0.5)
-        for block in net.flow.blocks:
+        net.up.weight.mul_(20)  # the propagated state made loud: outputs depend on frames beyond the window
+        for block in net.flow.blocks if net.flow is not None else ():
             torch.nn.init.normal_(block[-1].weight, std=0.05)
     base = tmp_path_factory.mktemp("temporal") / "export" / "generator"
     save_export(base, net, ARCH, {"task": VideoRestorationTask(grey=False).config(), "scale": 1})
@@ -205,8 +206,11 @@ def _film(export: Path, source: Path, out: Path, *extra: str) -> list[str]:
 def test_pipeline_segments_follow_the_rule_and_resume_identically(export: Path, net, tmp_path: Path,
                                                                   monkeypatch) -> None:
     """12 frames in segments of 5 (overlap 2, window 3): segment [s, e) is handed frames [s - 2, e + 2) cut to
-    the film, chunked from the first of them; a run killed after one segment resumes to the same frames."""
-    frames = pan("astronaut", 12)
+    the film, chunked from the first of them; a run killed after one segment resumes to the same frames. Grain
+    new in every frame makes each frame's output depend on which neighbours it is given."""
+    rng = np.random.default_rng(0)
+    frames = [np.round(np.clip(f + rng.normal(0, 0.08, f.shape), 0, 1) * 255).astype(np.float32) / 255
+              for f in pan("astronaut", 12)]
     folder = write_frames(tmp_path / "frames", frames)
     (clean,) = run_infer(_film(export, folder, tmp_path / "clean.mkv"))
     got = read_video(clean)
@@ -218,7 +222,7 @@ def test_pipeline_segments_follow_the_rule_and_resume_identically(export: Path, 
     assert np.abs(got - expected).max() <= LEVEL and mismatched(got, expected) < 0.001  # rounding ties only
     # the rule is not met by accident: one pass over the whole film, or each segment without its context, gives
     # other frames
-    assert mismatched(got, by_rule(net, frames, 3, 2)) > 0.01
+    assert np.abs(got - by_rule(net, frames, 3, 2)).max() > 5 * LEVEL
     bare = np.concatenate([on_net(net, frames[s:s + 5]) for s in range(0, 12, 5)])
     assert np.abs(got - bare).max() > 5 * LEVEL
 

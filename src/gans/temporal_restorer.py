@@ -5,18 +5,22 @@
 
 Old-film damage is temporal: dust and grain are new in every frame, scratches wander, flicker changes the
 exposure from frame to frame. What hides under a speck in one frame shows in the next, so each frame is restored
-from features carried along the whole clip:
+from its aligned neighbours and from features carried along the whole clip:
 
-    1. flow: a small coarse-to-fine network (`FlowNet`, three levels at 1/8, 1/4 and 1/2 of the frame) estimates
-       the flow from each frame to its two neighbours on the damaged frames themselves; trained with the
-       restoration loss and, through `forward_with_flows`, a photometric loss on the clean targets
+    1. flow between each frame and its neighbours, on the damaged frames themselves: OpenCV's DIS by default
+       (`restoregan.gans.classical_flow`; unlearned, it aligns far better than a flow net learns to within a CPU
+       budget), or `flow="learned"`: a small coarse-to-fine network (`FlowNet`, 1/8, 1/4 and 1/2 of the frame),
+       trained with the restoration loss and, through `forward_with_flows`, a photometric loss on the clean targets
        (`restoregan.tasks.restore_video`);
-    2. features at half resolution (a stride-2 convolution), propagated backwards (t = T-1 .. 0) and then
+    2. the `radius` neighbours on each side (the window shifted to stay inside the clip) warped onto each frame at
+       full resolution; the frame, their median and the neighbours are the network's input per frame;
+    3. features at half resolution (a stride-2 convolution), propagated backwards (t = T-1 .. 0) and then
        forwards (t = 0 .. T-1): at each step the previous state is warped onto the current frame with the flow
        (`restoregan.gans.warp.backward_warp`) and fused with the frame's own features (and, going forwards, with
        the backward state of the same frame) by residual blocks;
-    3. reconstruction at full resolution: both states, pixel-shuffled up, fused with the frame's full-resolution
-       features; the output is a correction added to the input frame (an untrained net is the identity).
+    4. reconstruction at full resolution: both states, pixel-shuffled up, fused with the frame's full-resolution
+       features; the output is a correction added to the aligned median (radius 0: to the frame), so an untrained
+       net outputs the median, which already removes most of what changes from frame to frame.
 
 A clip with a scene cut must be cut there by the caller: state carried across a cut would paste the old scene
 into the new one (the film stage does this, `restoregan.inference.clip_stage`). Sides are padded (replicate) to a
@@ -29,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restoregan.gans.classical_flow import PRESETS, dis_flows, pairs_within
 from restoregan.gans.warp import backward_warp, resize_flow
 
 
@@ -82,40 +87,85 @@ def takes_clips(net: nn.Module) -> bool:
 
 class TemporalRestorer(nn.Module):
     """num_feat: channels of the propagated (half-resolution) state; num_blocks: residual blocks per propagation
-    step; flow_feat: the flow net's width. Input and output are RGB clips (b, T, 3, h, w)."""
+    step; flow: "dis" (OpenCV's DIS on the damaged frames, `restoregan.gans.classical_flow`) or "learned" (the
+    `FlowNet` here, width flow_feat, taught by the task's photometric loss); radius: neighbours on each side
+    warped onto each frame at full resolution and given, with their median, to the reconstruction (0: none).
+    Input and output are RGB clips (b, T, 3, h, w)."""
 
     temporal = True  # takes a clip, not an image (takes_clips)
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 48, num_blocks: int = 2,
-                 flow_feat: int = 24, scale: int = 1) -> None:
+                 flow_feat: int = 24, scale: int = 1, flow: str = "dis", radius: int = 2,
+                 flow_preset: str = "medium", context: bool = False) -> None:
         super().__init__()
         if scale != 1:
             raise ValueError(f"TemporalRestorer keeps the frame size: scale must be 1, got {scale}")
         if num_in_ch != num_out_ch:
             raise ValueError(f"TemporalRestorer adds a correction to its input: num_in_ch ({num_in_ch}) must equal "
                              f"num_out_ch ({num_out_ch})")
+        if flow not in ("dis", "learned"):
+            raise ValueError(f"TemporalRestorer: flow must be 'dis' or 'learned', got {flow!r}")
+        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+            raise ValueError(f"TemporalRestorer: radius must be an integer >= 0, got {radius!r}")
+        if flow_preset not in PRESETS:
+            raise ValueError(f"TemporalRestorer: flow_preset must be one of {sorted(PRESETS)}, got {flow_preset!r}")
         self.scale, self.multiple = 1, 8
+        self.num_in_ch, self.radius, self.flow_kind, self.flow_preset = num_in_ch, radius, flow, flow_preset
         c, c_full = num_feat, max(num_feat // 2, 8)
-        self.flow = FlowNet(flow_feat)
-        self.feat_full = nn.Sequential(_conv(num_in_ch, c_full), _conv(c_full, c_full))
+        self.flow = FlowNet(flow_feat) if flow == "learned" else None
+        # the frame, then (radius > 0) the median of it and its aligned neighbours, then those neighbours
+        full_in = num_in_ch * (2 + 2 * radius) if radius else num_in_ch
+        self.feat_full = nn.Sequential(_conv(full_in, c_full), _conv(c_full, c_full))
         self.feat_half = nn.Sequential(_conv(c_full, c, stride=2), ResBlock(c))
         self.backward_fuse = nn.Sequential(_conv(2 * c, c), *(ResBlock(c) for _ in range(num_blocks)))
         self.forward_fuse = nn.Sequential(_conv(3 * c, c), *(ResBlock(c) for _ in range(num_blocks)))
+        self.context = None
+        if context:  # a quarter-resolution level on each frame's state, and a deeper full-resolution head
+            self.context = nn.ModuleDict({
+                "down": nn.Sequential(_conv(c, 2 * c, stride=2), _conv(2 * c, 2 * c), _conv(2 * c, 2 * c)),
+                "up": nn.Conv2d(2 * c, 4 * c, 1),  # pixel shuffle x2 -> (c, h / 2, w / 2)
+                "fuse": _conv(2 * c, c)})
         self.up = nn.Conv2d(2 * c, 4 * c_full, 1)  # pixel shuffle x2 -> (c_full, h, w)
-        self.recon = nn.Sequential(_conv(2 * c_full, c_full), nn.Conv2d(c_full, num_out_ch, 3, 1, 1))
+        head = [_conv(2 * c_full, c_full)] + ([_conv(c_full, c_full)] if context else [])
+        self.recon = nn.Sequential(*head, nn.Conv2d(c_full, num_out_ch, 3, 1, 1))
         nn.init.zeros_(self.recon[-1].weight)  # the identity at the start: the correction is zero
         nn.init.zeros_(self.recon[-1].bias)
 
     def example_inputs(self) -> tuple[Tensor]:
         """A clip of 3 frames with sides that are no multiple of 8 (the padding is exercised)."""
-        return (torch.rand(1, 3, self.feat_full[0][0].in_channels, 18, 27),)
+        return (torch.rand(1, 3, self.num_in_ch, 18, 27),)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_flows(x)[0]
 
+    def _flows(self, a: Tensor, b: Tensor) -> Tensor:
+        if self.flow is None:
+            return dis_flows(a, b, self.flow_preset)
+        return self.flow(a, b)
+
+    def _window(self, k: int, t: int) -> list[int]:
+        """The neighbours aligned onto frame k: the 2 radius + 1 consecutive frames around k, shifted to stay
+        inside the clip (the first frame gets frames 1 .. 2 radius), k itself left out."""
+        span = 2 * self.radius + 1
+        lo = min(max(0, k - self.radius), max(0, t - span))
+        return [j for j in range(lo, min(t, lo + span)) if j != k]
+
+    def _aligned(self, clip: Tensor, flows: dict[tuple[int, int], Tensor]) -> Tensor:
+        """(b, T, c * (2 + 2 radius), h, w): each frame, the median of it and its neighbours warped onto it, and
+        those neighbours (a clip shorter than 2 radius + 1 frames repeats the frame in the missing places)."""
+        t = clip.shape[1]
+        out = []
+        for k in range(t):
+            near = [backward_warp(clip[:, j], flows[(k, j)]) for j in self._window(k, t)]
+            near += [clip[:, k]] * (2 * self.radius - len(near))
+            median = torch.stack([clip[:, k], *near]).median(0).values
+            out.append(torch.cat([clip[:, k], median, *near], 1))
+        return torch.stack(out, 1)
+
     def forward_with_flows(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """(restored clip, flows from each frame to the next (b, T-1, 2, h, w), flows from each frame to the one
-        before (b, T-1, 2, h, w)); the flows are None for a single frame. Flows are at the input's size."""
+        before (b, T-1, 2, h, w)); the flows are None when there is nothing to learn in them: a single frame, or
+        flows by DIS. Flows are at the input's size."""
         if x.ndim != 5:
             raise ValueError(f"TemporalRestorer takes a clip (b, T, c, h, w), got a tensor of shape {tuple(x.shape)}")
         b, t, ch, h, w = x.shape
@@ -124,38 +174,49 @@ class TemporalRestorer(nn.Module):
         if h % m or w % m:
             frames = F.pad(frames, (0, -w % m, 0, -h % m), mode="replicate")
         hp, wp = frames.shape[-2:]
-        full = self.feat_full(frames)
-        half = self.feat_half(full)
-        full, half = full.view(b, t, *full.shape[1:]), half.view(b, t, *half.shape[1:])
         clip = frames.view(b, t, ch, hp, wp)
 
-        to_next = to_prev = None
-        if t > 1:  # one pass of the flow net for all pairs: frame k -> k+1 and frame k+1 -> k
-            first, second = clip[:, :-1].reshape(-1, ch, hp, wp), clip[:, 1:].reshape(-1, ch, hp, wp)
-            flows = self.flow(torch.cat([first, second]), torch.cat([second, first]))
-            to_next = flows[: b * (t - 1)].view(b, t - 1, 2, hp, wp)
-            to_prev = flows[b * (t - 1):].view(b, t - 1, 2, hp, wp)
+        # one pass of the flow estimate for every pair used: each frame's window and its next and previous frame
+        # (propagation)
+        pairs = sorted(set(pairs_within(t, 1)) | {(k, j) for k in range(t) for j in self._window(k, t)})
+        flows: dict[tuple[int, int], Tensor] = {}
+        if pairs:
+            est = self._flows(torch.cat([clip[:, i] for i, _ in pairs]), torch.cat([clip[:, j] for _, j in pairs]))
+            flows = {p: est[n * b:(n + 1) * b] for n, p in enumerate(pairs)}
+        inputs = self._aligned(clip, flows) if self.radius else clip
+        # the correction is added to the aligned median: an untrained net already removes what changes from frame
+        # to frame (dust, grain, flicker), and learning starts from there (much faster than from the frame itself)
+        base = inputs[:, :, ch:2 * ch] if self.radius else clip
+        full = self.feat_full(inputs.flatten(0, 1))
+        half = self.feat_half(full)
+        full, half = full.view(b, t, *full.shape[1:]), half.view(b, t, *half.shape[1:])
         size = half.shape[-2:]
-        if t > 1:  # the flows at the state's resolution, all pairs at once
-            next_half = resize_flow(to_next.flatten(0, 1), size).view(b, t - 1, 2, *size)
-            prev_half = resize_flow(to_prev.flatten(0, 1), size).view(b, t - 1, 2, *size)
+        if t > 1:  # the neighbours' flows at the state's resolution, all pairs at once
+            next_half = resize_flow(torch.cat([flows[(k, k + 1)] for k in range(t - 1)]), size).view(t - 1, b, 2, *size)
+            prev_half = resize_flow(torch.cat([flows[(k + 1, k)] for k in range(t - 1)]), size).view(t - 1, b, 2, *size)
 
         backward: list[Tensor] = [None] * t  # type: ignore[list-item]
         state = torch.zeros_like(half[:, 0])
         for k in reversed(range(t)):
             if k < t - 1:
-                state = backward_warp(state, next_half[:, k])
+                state = backward_warp(state, next_half[k])
             state = self.backward_fuse(torch.cat([half[:, k], state], 1))
             backward[k] = state
         outputs = []
         state = torch.zeros_like(half[:, 0])
         for k in range(t):
             if k > 0:
-                state = backward_warp(state, prev_half[:, k - 1])
+                state = backward_warp(state, prev_half[k - 1])
             state = self.forward_fuse(torch.cat([half[:, k], backward[k], state], 1))
-            up = F.leaky_relu(F.pixel_shuffle(self.up(torch.cat([state, backward[k]], 1)), 2), 0.1)
-            outputs.append(clip[:, k] + self.recon(torch.cat([up, full[:, k]], 1)))
+            feat = state
+            if self.context is not None:  # what the frame needs from farther away (exposure, fade), not carried on
+                far = F.leaky_relu(F.pixel_shuffle(self.context["up"](self.context["down"](state)), 2), 0.1)
+                feat = self.context["fuse"](torch.cat([state, far], 1))
+            up = F.leaky_relu(F.pixel_shuffle(self.up(torch.cat([feat, backward[k]], 1)), 2), 0.1)
+            outputs.append(base[:, k] + self.recon(torch.cat([up, full[:, k]], 1)))
         out = torch.stack(outputs, 1)[..., :h, :w]
-        if to_next is None:
+        if t == 1 or self.flow is None:
             return out, None, None
-        return out, to_next[..., :h, :w], to_prev[..., :h, :w]
+        to_next = torch.stack([flows[(k, k + 1)] for k in range(t - 1)], 1)[..., :h, :w]
+        to_prev = torch.stack([flows[(k + 1, k)] for k in range(t - 1)], 1)[..., :h, :w]
+        return out, to_next, to_prev
