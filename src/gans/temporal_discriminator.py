@@ -14,11 +14,13 @@ from torch.nn.utils import spectral_norm
 
 
 class TemporalPatchDiscriminator(nn.Module):
-    """(b, 3 * num_frames, h, w) -> (b, 1, h / 2**num_down - 2, ...) patch logits; h, w >= 2**(num_down + 2)."""
+    """(b, 3 * num_frames, h, w) -> (b, 1, h / 2**num_down - 2, ...) patch logits; h, w >= 2**(num_down + 2).
+    num_in_ch, when given, is the stack's channel count instead of 3 * num_frames (the film experiments set it: 18
+    for a conditional temporal restorer's damaged and restored triplets)."""
 
-    def __init__(self, num_frames: int = 3, num_feat: int = 64, num_down: int = 3) -> None:
+    def __init__(self, num_frames: int = 3, num_feat: int = 64, num_down: int = 3, num_in_ch: int | None = None) -> None:
         super().__init__()
-        self.num_in_ch = 3 * num_frames
+        self.num_in_ch = 3 * num_frames if num_in_ch is None else num_in_ch
         layers: list[nn.Module] = [nn.Conv2d(self.num_in_ch, num_feat, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = num_feat
         for _ in range(num_down - 1):  # stride-2 4x4 convs, channels doubling up to 8 * num_feat

@@ -48,7 +48,9 @@ class VideoRestorationTask(RestorationTask):
     the network in a film stage), `overlap` (frames of context each side of a window: state is carried across
     them, so frames at a window's edge see neighbours too), `frames` (clip length evaluate.py scores), `seed`,
     `save_inputs` (not for clips), `damage` (FilmDamage parameters laid over its defaults), `flow_weight` (training:
-    weight of the photometric flow loss on the clean targets)."""
+    weight of the photometric flow loss on the clean targets), `temporal_discriminator` (training: the discriminator
+    sees each frame stacked with the frames before and after it, `discriminator=temporal_small`, so it can judge
+    flicker and crawling grain, not only each image)."""
 
     name = "restore"
     metric_columns: ClassVar[list[tuple[str, str, int]]] = [("psnr", "PSNR (dB, RGB)", 2), ("ssim", "SSIM (RGB)", 4)]
@@ -57,7 +59,8 @@ class VideoRestorationTask(RestorationTask):
 
     def __init__(self, grey: bool | None = None, conditional: bool = True, seed: int = 0, save_inputs: bool = False,
                  damage: Mapping[str, Any] | None = None, window: int = 16, overlap: int = 4, frames: int = 7,
-                 flow_weight: float = FLOW_WEIGHT, scene_cut: Mapping[str, float] | None = None) -> None:
+                 flow_weight: float = FLOW_WEIGHT, scene_cut: Mapping[str, float] | None = None,
+                 temporal_discriminator: bool = False) -> None:
         super().__init__(grey, conditional, seed, save_inputs, damage)
         for key, value, least in (("window", window, 1), ("overlap", overlap, 0), ("frames", frames, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -66,7 +69,10 @@ class VideoRestorationTask(RestorationTask):
             raise ValueError(f"task.flow_weight: {flow_weight!r} is not a number >= 0")
         from restoregan.tasks.interp import scene_cut_detector  # the one reader of scene_cut options
 
+        if not isinstance(temporal_discriminator, bool):
+            raise ValueError(f"task.temporal_discriminator: {temporal_discriminator!r} is not true or false")
         self.window, self.overlap, self.frames, self.flow_weight = window, overlap, frames, float(flow_weight)
+        self.temporal_discriminator = temporal_discriminator
         self.detector = scene_cut_detector(scene_cut)
 
     def config(self) -> dict:
@@ -123,6 +129,15 @@ class VideoRestorationTask(RestorationTask):
         return frames_of(batch["gt"])
 
     def discriminator_pair(self, batch: dict, output: Tensor) -> tuple[Tensor, Tensor]:
+        """Frames, after their damaged frames when conditional; with `temporal_discriminator`, each frame stacked
+        with the one before and after it on channels (clip ends repeated): 9 channels, 18 conditional (damaged
+        triplet first), for the temporal PatchGAN with num_frames 3 or 6."""
+        if self.temporal_discriminator:
+            real, fake = triplets(batch["gt"]), triplets(output.view(batch["gt"].shape))
+            if not self.conditional:
+                return real, fake
+            lq = triplets(batch["lq"])
+            return torch.cat([lq, real], dim=1), torch.cat([lq, fake], dim=1)
         if not self.conditional:
             return self.target(batch), output
         lq = frames_of(batch["lq"])
@@ -207,12 +222,19 @@ class VideoRestorationTask(RestorationTask):
         return True  # a folder of frames is footage: each frame is restored with its neighbours
 
 
+def triplets(clip: Tensor) -> Tensor:
+    """(b, T, c, h, w) -> (b * T, 3 c, h, w): frame k - 1, k and k + 1 stacked on channels, the clip's first and last
+    frames repeated beyond its ends."""
+    t = clip.shape[1]
+    k = torch.arange(t, device=clip.device)
+    return torch.cat([clip[:, (k - 1).clamp(min=0)], clip, clip[:, (k + 1).clamp(max=t - 1)]], dim=2).flatten(0, 1)
+
+
 def temporal_median3(clip: Tensor) -> Tensor:
     """(b, T, c, h, w) -> (b * T, c, h, w): each frame's per-pixel median with the frames before and after it (the
     end frames repeat themselves as their missing neighbour, so they keep their own value where it is the median)."""
-    padded = torch.cat([clip[:, :1], clip, clip[:, -1:]], 1)
-    stack = torch.stack([padded[:, :-2], padded[:, 1:-1], padded[:, 2:]])
-    return frames_of(stack.median(dim=0).values)
+    c, h, w = clip.shape[2:]
+    return triplets(clip).view(-1, 3, c, h, w).median(dim=1).values
 
 
 def apply_clip(net: nn.Module, clip: Tensor, run: RunOptions) -> Tensor:
