@@ -23,10 +23,10 @@ ARCH = {"_target_": "restoregan.gans.temporal_restorer.TemporalRestorer", "num_f
         "flow_feat": 8}
 
 
-def _random_net(seed: int = 0) -> TemporalRestorer:
+def _random_net(seed: int = 0, **options: object) -> TemporalRestorer:
     """Small net whose zero-initialised layers get random values, so its output depends on every input frame."""
     torch.manual_seed(seed)
-    net = TemporalRestorer(**{k: v for k, v in ARCH.items() if k != "_target_"})
+    net = TemporalRestorer(**{k: v for k, v in ARCH.items() if k != "_target_"}, **options)
     with torch.no_grad():
         for p in net.parameters():
             if not p.any():
@@ -60,11 +60,12 @@ def test_an_untrained_restorer_without_aligned_neighbours_is_the_identity(flow: 
         TemporalRestorer(flow="raft")
 
 
-def test_an_untrained_restorer_with_neighbours_is_their_aligned_median_and_removes_dust_that_moves() -> None:
+@pytest.mark.parametrize("context", [False, True])
+def test_an_untrained_restorer_with_neighbours_is_their_aligned_median_and_removes_dust_that_moves(context: bool) -> None:
     """radius 2: an untrained net outputs the median of each frame and its four neighbours warped onto it (DIS
     flow). On a pan with a different bright speck in every frame, the middle frame's speck is gone (the four
     neighbours show the picture there) while the picture keeps its place; a still clip comes back unchanged."""
-    net = TemporalRestorer(num_feat=8, num_blocks=1, radius=2).eval()
+    net = TemporalRestorer(num_feat=8, num_blocks=1, radius=2, context=context).eval()
     clean = _shifted_clip(5, 48, 64, dx=2)
     damaged = clean.clone()
     for k in range(5):
@@ -82,8 +83,9 @@ def test_an_untrained_restorer_with_neighbours_is_their_aligned_median_and_remov
         assert net.forward_with_flows(damaged)[1:] == (None, None)
 
 
-def test_a_frame_depends_on_its_neighbours_both_ways_and_clips_are_independent() -> None:
-    net = _random_net()
+@pytest.mark.parametrize("context", [False, True])
+def test_a_frame_depends_on_its_neighbours_both_ways_and_clips_are_independent(context: bool) -> None:
+    net = _random_net(context=context)
     clip = torch.rand(2, 5, 3, 16, 16)
     with torch.no_grad():
         base = net(clip)

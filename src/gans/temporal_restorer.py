@@ -89,7 +89,9 @@ class TemporalRestorer(nn.Module):
     """num_feat: channels of the propagated (half-resolution) state; num_blocks: residual blocks per propagation
     step; flow: "dis" (OpenCV's DIS on the damaged frames, `restoregan.gans.classical_flow`) or "learned" (the
     `FlowNet` here, width flow_feat, taught by the task's photometric loss); radius: neighbours on each side
-    warped onto each frame at full resolution and given, with their median, to the reconstruction (0: none).
+    warped onto each frame at full resolution and given, with their median, to the reconstruction (0: none);
+    context: a quarter-resolution level on each frame's propagated state before reconstruction (what a frame needs
+    from farther away than the half-resolution state sees) and one more full-resolution convolution.
     Input and output are RGB clips (b, T, 3, h, w)."""
 
     temporal = True  # takes a clip, not an image (takes_clips)
