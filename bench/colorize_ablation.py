@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from restoregan.data.color import chroma, compose, luminance
-from restoregan.data.colorize_dataset import holdout_split, resize_short_side, to_grey
+from restoregan.data.colorize_dataset import resize_short_side, to_grey
+from restoregan.data.datasets import holdout_split
 from restoregan.data.datasets import skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_numpy, to_tensor
 from restoregan.gans.colorize_unet import ColorizeUNet

@@ -300,7 +300,7 @@ def single_training_photos(work: Path) -> list[str]:
     symlinks without the photos too small for a 70 px view (the clip data skips those; FilmDataset would refuse)."""
     from PIL import Image
 
-    from restoregan.data.colorize_dataset import holdout_split
+    from restoregan.data.datasets import holdout_split
     from restoregan.data.io import list_images
 
     folders = [SHARED / "benchmarks/BSD100/x4/HR"]
@@ -316,8 +316,7 @@ def held_out_sets(work: Path, smoke: bool) -> dict[str, str | Path]:
     """name -> hr_dir of each present held-out set (absent ones named and skipped)."""
     from PIL import Image
 
-    from restoregan.data.colorize_dataset import holdout_split
-    from restoregan.data.datasets import skimage_photos
+    from restoregan.data.datasets import holdout_split, skimage_photos
     from restoregan.data.io import list_images
 
     sets: dict[str, str | Path] = {"skimage_val": "skimage:val", "Set5": SHARED / "benchmarks/Set5/x4/HR",

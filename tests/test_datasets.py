@@ -81,6 +81,32 @@ def test_image_smaller_than_crop_fails_at_start_naming_it(tmp_path) -> None:
     assert str(err.value).startswith(str(tmp_path / "small.png")) and "smaller than the crop" in str(err.value)
 
 
+def test_optional_folders_hold_out_every_nth_photo_and_skip_small_ones_with_a_warning(tmp_path) -> None:
+    """Training on a folder of varied photos: the folder is added only where it exists, every 10th photo of each
+    folder (by name, the first included) stays out for benchmarks, and with skip_small a photo smaller than the
+    crop is left out by name rather than stopping the run."""
+    main, extra = tmp_path / "main", tmp_path / "extra"
+    main.mkdir(), extra.mkdir()
+    _photo(main / "a.png", 64, 64)  # held out: the first of its folder
+    _photo(main / "b.png", 64, 64)
+    for i in range(12):
+        _photo(extra / f"p{i:02d}.png", 64, 64, seed=i)
+    _photo(extra / "p05.png", 20, 64)  # one small photo, not held out (05 % 10 != 0)
+    with pytest.warns(UserWarning, match=r"p05\.png: smaller than the crop 32x32"):
+        ds = HRImageDataset(main, BicubicDegradation(4), scale=4, crop_size=32, skip_small=True,
+                            optional_sources=[extra, tmp_path / "absent"], holdout_every=10)
+    assert sorted(ds.names) == ["b.png"] + [f"p{i:02d}.png" for i in range(12) if i not in (0, 5, 10)]
+    assert ds[0]["gt"].shape == (3, 32, 32)
+    with pytest.raises(ImageReadError, match="p05.png.*smaller than the crop"):  # without skip_small: one line
+        HRImageDataset(main, BicubicDegradation(4), scale=4, crop_size=32, optional_sources=[extra])
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    _photo(hf / "h.png", 64, 64)
+    with pytest.warns(UserWarning, match="read alone"):  # a Hugging Face dataset is what the user pointed at
+        assert len(HRImageDataset(f"hf:{hf}", BicubicDegradation(4), scale=4, crop_size=32,
+                                  optional_sources=[extra])) == 1
+
+
 def test_non_image_file_and_empty_folder_fail_naming_them(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageReadError, match="no images found"):

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from restoregan.data.colorize_dataset import expand_sources, with_optional
-from restoregan.data.datasets import HRImageDataset
+from restoregan.data.datasets import HRImageDataset, expand_sources, with_optional
 from restoregan.data.film_damage import FilmDamage, damage_sequence
 from restoregan.data.film_dataset import clean_reference
 from restoregan.data.io import ImageReadError, check_images, list_images, quantize, read_image

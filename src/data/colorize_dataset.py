@@ -6,7 +6,6 @@ scale 1; items are `{"lq": (3, H, W) grey (R = G = B), "gt": (3, H, W) the colou
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from restoregan.data.datasets import HRImageDataset
+from restoregan.data.datasets import HRImageDataset, expand_sources, with_optional
 from restoregan.data.io import quantize
 from restoregan.data.old_photo import OldPhotoDamage
 
@@ -38,54 +37,6 @@ class GreyInput:
         if self.damage is not None:
             grey = to_grey(self.damage(grey, rng))
         return quantize(grey)
-
-
-def holdout_split(paths: Sequence[Path], every: int | None, held_out: bool) -> list[Path]:
-    """Every `every`-th photo of a folder (sorted by name, the first included) is held out: `held_out=False`
-    keeps the others (training), True keeps only those (validation, benchmarks). None keeps all. A fixed
-    rule, not a random draw, so training and evaluation agree on any machine without a stored list."""
-    if every is None:
-        return list(paths)
-    if every < 2:
-        raise ValueError(f"holdout_every must be at least 2 (or null), got {every}")
-    ordered = sorted(paths, key=lambda p: p.name)
-    return [p for i, p in enumerate(ordered) if (i % every == 0) == held_out]
-
-
-def expand_sources(
-    source: str | Sequence[str | Path], holdout_every: int | None = None, held_out: bool = False
-) -> str | list[Path]:
-    """A list may mix folders, "skimage[:split]" and files; HRImageDataset takes one source or a file list.
-    holdout_every / held_out split each folder (see holdout_split); the scikit-image photos keep their named
-    split and single files are taken as given."""
-    if isinstance(source, (str, Path)):
-        if holdout_every is None or not Path(source).is_dir():
-            return str(source)
-        source = [source]
-    paths: list[Path] = []
-    for item in source:
-        text = str(item)
-        if text.startswith("skimage"):
-            paths += HRImageDataset._resolve_paths(text)
-        elif Path(text).is_dir():
-            paths += holdout_split(HRImageDataset._resolve_paths(text), holdout_every, held_out)
-        elif text.startswith("hf:"):
-            raise ValueError(f"{text}: a Hugging Face source cannot be combined with others in a list")
-        else:
-            paths.append(Path(text))
-    return paths
-
-
-def with_optional(source: str | Sequence[str | Path], optional: Sequence[str | Path]) -> str | list:
-    """Add the folders of `optional` that exist (e.g. shared data on this machine); absent ones are skipped
-    with a warning, so a config that uses them still runs anywhere."""
-    present = [str(p) for p in optional if Path(p).is_dir()]
-    for p in optional:
-        if not Path(p).is_dir():
-            warnings.warn(f"{p}: optional training photos not found; training without them")
-    if not present:
-        return source
-    return [*([source] if isinstance(source, (str, Path)) else source), *present]
 
 
 class ColorizationDataset(HRImageDataset):

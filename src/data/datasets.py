@@ -11,6 +11,7 @@ not change them. Validation items are a pure function of (seed, index).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ class HRImageDataset(Dataset):
     crop_size: HR patch size (a multiple of scale); None in validation means the whole mod-cropped image.
     repeat: how many times the image list is walked per epoch (small photo sets make short epochs).
     cache: keep decoded images in memory (per worker); for small sets, where decoding dominates the step.
+    optional_sources: folders added when they exist (with_optional); holdout_every: every N-th photo of each folder
+    left out of training (holdout_split); skip_small: leave out, with a warning, photos smaller than the crop
+    instead of failing (for folders of varied photos).
     """
 
     def __init__(
@@ -102,12 +106,22 @@ class HRImageDataset(Dataset):
         hf_split: str = "train",
         hf_image_column: str = "image",
         cache: bool = False,
+        optional_sources: Sequence[str | Path] = (),
+        holdout_every: int | None = None,
+        skip_small: bool = False,
     ) -> None:
+        if (optional_sources or holdout_every is not None) and isinstance(source, (str, Path)) and (
+                is_streamed(source) or str(source).startswith("hf:")):
+            if optional_sources:  # a stream or a Hugging Face dataset is read alone: what the user pointed at
+                warnings.warn(f"{source}: read alone; optional_sources {list(map(str, optional_sources))} left out")
+        elif optional_sources or holdout_every is not None:
+            source = expand_sources(with_optional(source, optional_sources), holdout_every)
         if crop_size is not None and crop_size % scale:
             raise ValueError(f"crop_size {crop_size} must be a multiple of scale {scale}")
         if train and crop_size is None:
             raise ValueError("training needs a crop_size (HR patch size)")
         self.degradation, self.scale, self.crop_size = degradation, scale, crop_size
+        self.skip_small = skip_small
         self.train, self.repeat, self.seed = train, repeat, seed
         self.hf = None
         self.stream: str | None = None
@@ -177,7 +191,23 @@ class HRImageDataset(Dataset):
         return 11 + 2 * self.scale
 
     def _check_sizes(self) -> None:
-        """Fail at start-up, by name, rather than in a DataLoader worker an hour in."""
+        """Fail at start-up, by name, rather than in a DataLoader worker an hour in; with `skip_small`, training
+        photos smaller than the crop are left out with one warning instead (folders of varied photos hold a few)."""
+        if self.skip_small and self.crop_size is not None:
+            small = [i for i, (h, w) in enumerate(self.sizes) if min(h - h % self.scale, w - w % self.scale)
+                     < self.crop_size]
+            if small:
+                names = ", ".join(self.paths[i].name for i in small[:3]) + (f" and {len(small) - 3} more" if
+                                                                            len(small) > 3 else "")
+                warnings.warn(f"{names}: smaller than the crop {self.crop_size}x{self.crop_size}, left out of "
+                              "training")
+                keep = [i for i in range(len(self.paths)) if i not in set(small)]
+                if not keep:
+                    raise ImageReadError(f"every training image is smaller than the crop {self.crop_size}x"
+                                         f"{self.crop_size}; lower data.crop_size")
+                self.paths = [self.paths[i] for i in keep]
+                self.names = [self.names[i] for i in keep]
+                self.sizes = [self.sizes[i] for i in keep]
         for path, (h, w) in zip(self.paths, self.sizes):
             h, w = h - h % self.scale, w - w % self.scale
             if self.crop_size is None:
@@ -251,6 +281,54 @@ class HRImageDataset(Dataset):
     def _pair(self, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(input, target) made from one augmented image; tasks whose target also changes override this."""
         return np.clip(self.degradation(hr, rng), 0, 1), hr
+
+
+def holdout_split(paths: Sequence[Path], every: int | None, held_out: bool) -> list[Path]:
+    """Every `every`-th photo of a folder (sorted by name, the first included) is held out: `held_out=False`
+    keeps the others (training), True keeps only those (validation, benchmarks). None keeps all. A fixed
+    rule, not a random draw, so training and evaluation agree on any machine without a stored list."""
+    if every is None:
+        return list(paths)
+    if every < 2:
+        raise ValueError(f"holdout_every must be at least 2 (or null), got {every}")
+    ordered = sorted(paths, key=lambda p: p.name)
+    return [p for i, p in enumerate(ordered) if (i % every == 0) == held_out]
+
+
+def expand_sources(
+    source: str | Sequence[str | Path], holdout_every: int | None = None, held_out: bool = False
+) -> str | list[Path]:
+    """A list may mix folders, "skimage[:split]" and files; HRImageDataset takes one source or a file list.
+    holdout_every / held_out split each folder (see holdout_split); the scikit-image photos keep their named
+    split and single files are taken as given."""
+    if isinstance(source, (str, Path)):
+        if holdout_every is None or not Path(source).is_dir():
+            return str(source)
+        source = [source]
+    paths: list[Path] = []
+    for item in source:
+        text = str(item)
+        if text.startswith("skimage"):
+            paths += HRImageDataset._resolve_paths(text)
+        elif Path(text).is_dir():
+            paths += holdout_split(HRImageDataset._resolve_paths(text), holdout_every, held_out)
+        elif text.startswith("hf:"):
+            raise ValueError(f"{text}: a Hugging Face source cannot be combined with others in a list")
+        else:
+            paths.append(Path(text))
+    return paths
+
+
+def with_optional(source: str | Sequence[str | Path], optional: Sequence[str | Path]) -> str | list:
+    """Add the folders of `optional` that exist (e.g. shared data on this machine); absent ones are skipped
+    with a warning, so a config that uses them still runs anywhere."""
+    present = [str(p) for p in optional if Path(p).is_dir()]
+    for p in optional:
+        if not Path(p).is_dir():
+            warnings.warn(f"{p}: optional training photos not found; training without them")
+    if not present:
+        return source
+    return [*([source] if isinstance(source, (str, Path)) else source), *present]
 
 
 class PairedImageDataset(Dataset):

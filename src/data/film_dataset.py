@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from restoregan.data.colorize_dataset import expand_sources, to_grey, with_optional
-from restoregan.data.datasets import HRImageDataset
+from restoregan.data.colorize_dataset import to_grey
+from restoregan.data.datasets import HRImageDataset, expand_sources, with_optional
 from restoregan.data.film_damage import FilmDamage
 from restoregan.data.io import quantize
 

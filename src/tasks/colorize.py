@@ -25,8 +25,8 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from restoregan.data.color import check_space, chroma, compose, luminance
-from restoregan.data.colorize_dataset import holdout_split, to_grey
-from restoregan.data.datasets import image_size, skimage_photos
+from restoregan.data.colorize_dataset import to_grey
+from restoregan.data.datasets import holdout_split, image_size, skimage_photos
 from restoregan.data.io import list_images, quantize, read_image, to_tensor
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.gans.community import COLORIZATION_PURPOSE
