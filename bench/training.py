@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -34,17 +35,21 @@ def timed_training(train_args: list[str], results_path: Path, skip: bool) -> tup
     return round((time.time() - start) / 60, 2), round((child.ru_utime + child.ru_stime) / 60, 2)
 
 
-def machine() -> dict:
-    """The machine a bench ran on, with its measured convolution speed: this shared machine's speed varies from
-    day to day (366 GFLOP/s one day, 204 the next), so a training time reads only beside it."""
+@functools.cache
+def conv_speed() -> float:
+    """This machine's conv3x3 GFLOP/s on (up to) 2 threads, measured once per process: the shared machine's speed
+    varies from day to day (366 GFLOP/s one day, 204 the next), so a training time reads only beside it."""
     from perf_flops import matmul_peak  # bench/ is the script's directory, on sys.path
 
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
-        conv = matmul_peak(torch.device("cpu"), torch.float32)["conv3x3_gflop_per_s"]
+        return matmul_peak(torch.device("cpu"), torch.float32)["conv3x3_gflop_per_s"]
     finally:
         torch.set_num_threads(threads)
+
+
+def machine() -> dict:
     return {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "load_average": [round(x, 2) for x in os.getloadavg()], "conv3x3_gflop_per_s_2_threads": conv,
+            "load_average": [round(x, 2) for x in os.getloadavg()], "conv3x3_gflop_per_s_2_threads": conv_speed(),
             "platform": platform.platform(), "torch": torch.__version__}

@@ -201,7 +201,8 @@ class HRImageDataset(Dataset):
                                                                             len(small) > 3 else "")
                 warnings.warn(f"{names}: smaller than the crop {self.crop_size}x{self.crop_size}, left out of "
                               "training")
-                keep = [i for i in range(len(self.paths)) if i not in set(small)]
+                dropped = set(small)
+                keep = [i for i in range(len(self.paths)) if i not in dropped]
                 if not keep:
                     raise ImageReadError(f"every training image is smaller than the crop {self.crop_size}x"
                                          f"{self.crop_size}; lower data.crop_size")
