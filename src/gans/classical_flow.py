@@ -8,6 +8,12 @@ on the damaged frames themselves, unlearned, lines up neighbours well enough tha
 432x320 frames on one core and is deterministic. It is not differentiable: no gradient flows into the flow,
 which nothing here needs.
 
+Film scratches are thin vertical lines that stay at one place in the frame while the scene moves: DIS, which
+follows the strongest edges, can lock onto them and report no motion there, so the aligned neighbours keep the
+scratch. `scratch_filter=k` takes a horizontal median of k pixels of each frame before DIS (it removes lines
+narrower than k / 2 and keeps edges); measured on the film bench's 101 held-out damaged clips, k = 7 lifts the
+median of the aligned neighbours by 0.09 dB pooled and by 2.7-3.5 dB on clips with long scratches (bench/README.md).
+
 Convention: `restoregan.gans.warp`'s, `backward_warp(b, dis_flow(a, b)) ~ a`.
 """
 
@@ -18,29 +24,67 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 
-def _grey8(frames: Tensor) -> np.ndarray:
+def check_scratch_filter(k: object) -> int:
+    """`scratch_filter`: 0 (off) or an odd width in pixels, refused in one line otherwise."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0 or (k > 1 and k % 2 == 0):
+        raise ValueError(f"scratch_filter must be 0 (off) or an odd number of pixels, got {k!r}")
+    return k
+
+
+def horizontal_median(grey: Tensor, k: int) -> Tensor:
+    """(n, h, w) -> the median of each pixel's k-pixel row neighbourhood (edges replicated); k odd, 0 or 1: unchanged."""
+    if check_scratch_filter(k) <= 1:
+        return grey
+    return F.pad(grey[:, None], (k // 2, k // 2, 0, 0), mode="replicate")[:, 0].unfold(-1, k, 1).median(-1).values
+
+
+def _grey8(frames: Tensor, scratch_filter: int = 0) -> np.ndarray:
     """(n, c, h, w) in [0, 1] -> (n, h, w) uint8 luminance-like mean of the channels, as DIS reads it."""
-    grey = frames.detach().float().mean(1).mul(255).round().clamp(0, 255)
-    return grey.to(torch.uint8).cpu().numpy()
+    grey = horizontal_median(frames.detach().float().mean(1), scratch_filter)
+    return grey.mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
-def dis_flows(a: Tensor, b: Tensor, preset: str = "medium") -> Tensor:
-    """Flows (n, 2, h, w) in pixels from each frame of `a` (n, c, h, w) to the same-index frame of `b`, so that
-    backward_warp(b, flow) ~ a; on a's device and dtype, without gradient."""
-    if a.shape != b.shape or a.ndim != 4:
-        raise ValueError(f"dis_flows: frames {tuple(a.shape)} and {tuple(b.shape)} must be equal (n, c, h, w)")
+def _check_preset(preset: str) -> None:
     if preset not in PRESETS:
         raise ValueError(f"dis_flows: preset {preset!r} is not one of {sorted(PRESETS)}")
+
+
+def _flows(grey: np.ndarray, pairs: Sequence[tuple[int, int]], preset: str, like: Tensor) -> Tensor:
     dis = cv2.DISOpticalFlow_create(PRESETS[preset])  # made per call: it holds state and is not picklable
-    ga, gb = _grey8(a), _grey8(b)
-    flows = np.stack([dis.calc(x, y, None) for x, y in zip(ga, gb)])  # (n, h, w, 2)
-    return torch.from_numpy(flows).permute(0, 3, 1, 2).to(device=a.device, dtype=a.dtype)
+    flows = np.stack([dis.calc(grey[i], grey[j], None) for i, j in pairs])  # (n, h, w, 2)
+    return torch.from_numpy(flows).permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype)
+
+
+def dis_flows(a: Tensor, b: Tensor, preset: str = "medium", scratch_filter: int = 0) -> Tensor:
+    """Flows (n, 2, h, w) in pixels from each frame of `a` (n, c, h, w) to the same-index frame of `b`, so that
+    backward_warp(b, flow) ~ a; on a's device and dtype, without gradient. scratch_filter: width of the
+    horizontal median taken before DIS (0: none), see the module's docstring."""
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"dis_flows: frames {tuple(a.shape)} and {tuple(b.shape)} must be equal (n, c, h, w)")
+    _check_preset(preset)
+    n = a.shape[0]
+    grey = np.concatenate([_grey8(a, scratch_filter), _grey8(b, scratch_filter)])
+    return _flows(grey, [(i, n + i) for i in range(n)], preset, a)
+
+
+def dis_flows_between(frames: Tensor, pairs: Sequence[tuple[int, int]], preset: str = "medium",
+                      scratch_filter: int = 0) -> Tensor:
+    """dis_flows(frames[i], frames[j]) for each (i, j) of `pairs`, (len(pairs), 2, h, w), with each frame of
+    `frames` (n, c, h, w) converted (and filtered) once however many pairs it is in: a clip's frame is in about
+    2 x radius pairs each way."""
+    if frames.ndim != 4:
+        raise ValueError(f"dis_flows_between: frames must be (n, c, h, w), got {tuple(frames.shape)}")
+    _check_preset(preset)
+    if not pairs:
+        return frames.new_zeros(0, 2, *frames.shape[-2:])
+    return _flows(_grey8(frames, scratch_filter), pairs, preset, frames)
 
 
 def pairs_within(t: int, radius: int) -> list[tuple[int, int]]:
@@ -48,4 +92,4 @@ def pairs_within(t: int, radius: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(t) for j in range(max(0, i - radius), min(t, i + radius + 1)) if j != i]
 
 
-__all__: Sequence[str] = ("dis_flows", "pairs_within", "PRESETS")
+__all__: Sequence[str] = ("dis_flows", "dis_flows_between", "horizontal_median", "pairs_within", "PRESETS")

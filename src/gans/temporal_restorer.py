@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from restoregan.gans.classical_flow import PRESETS, dis_flows, pairs_within
+from restoregan.gans.classical_flow import PRESETS, check_scratch_filter, dis_flows_between, pairs_within
 from restoregan.gans.warp import backward_warp, resize_flow
 
 
@@ -91,14 +91,16 @@ class TemporalRestorer(nn.Module):
     `FlowNet` here, width flow_feat, taught by the task's photometric loss); radius: neighbours on each side
     warped onto each frame at full resolution and given, with their median, to the reconstruction (0: none);
     context: a quarter-resolution level on each frame's propagated state before reconstruction (what a frame needs
-    from farther away than the half-resolution state sees) and one more full-resolution convolution.
+    from farther away than the half-resolution state sees) and one more full-resolution convolution;
+    scratch_filter: DIS reads each frame through a horizontal median this wide, so that its flow follows the scene,
+    not the film's vertical scratches (0: off; `restoregan.gans.classical_flow`).
     Input and output are RGB clips (b, T, 3, h, w)."""
 
     temporal = True  # takes a clip, not an image (takes_clips)
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 48, num_blocks: int = 2,
                  flow_feat: int = 24, scale: int = 1, flow: str = "dis", radius: int = 2,
-                 flow_preset: str = "medium", context: bool = False) -> None:
+                 flow_preset: str = "medium", context: bool = False, scratch_filter: int = 0) -> None:
         super().__init__()
         if scale != 1:
             raise ValueError(f"TemporalRestorer keeps the frame size: scale must be 1, got {scale}")
@@ -113,6 +115,7 @@ class TemporalRestorer(nn.Module):
             raise ValueError(f"TemporalRestorer: flow_preset must be one of {sorted(PRESETS)}, got {flow_preset!r}")
         self.scale, self.multiple = 1, 8
         self.num_in_ch, self.radius, self.flow_kind, self.flow_preset = num_in_ch, radius, flow, flow_preset
+        self.scratch_filter = check_scratch_filter(scratch_filter)
         c, c_full = num_feat, max(num_feat // 2, 8)
         self.flow = FlowNet(flow_feat) if flow == "learned" else None
         # the frame, then (radius > 0) the median of it and its aligned neighbours, then those neighbours
@@ -140,10 +143,13 @@ class TemporalRestorer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_flows(x)[0]
 
-    def _flows(self, a: Tensor, b: Tensor) -> Tensor:
-        if self.flow is None:
-            return dis_flows(a, b, self.flow_preset)
-        return self.flow(a, b)
+    def _flows(self, clip: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+        """Flows for every (i, j) of `pairs` and every clip of the batch, (len(pairs) * b, 2, h, w), pair-major."""
+        b, t = clip.shape[:2]
+        if self.flow is None:  # each frame converted (and filtered) once, however many pairs it is in
+            index = [(n * t + i, n * t + j) for i, j in pairs for n in range(b)]
+            return dis_flows_between(clip.flatten(0, 1), index, self.flow_preset, self.scratch_filter)
+        return self.flow(torch.cat([clip[:, i] for i, _ in pairs]), torch.cat([clip[:, j] for _, j in pairs]))
 
     def _window(self, k: int, t: int) -> list[int]:
         """The neighbours aligned onto frame k: the 2 radius + 1 consecutive frames around k, shifted to stay
@@ -183,7 +189,7 @@ class TemporalRestorer(nn.Module):
         pairs = sorted(set(pairs_within(t, 1)) | {(k, j) for k in range(t) for j in self._window(k, t)})
         flows: dict[tuple[int, int], Tensor] = {}
         if pairs:
-            est = self._flows(torch.cat([clip[:, i] for i, _ in pairs]), torch.cat([clip[:, j] for _, j in pairs]))
+            est = self._flows(clip, pairs)
             flows = {p: est[n * b:(n + 1) * b] for n, p in enumerate(pairs)}
         inputs = self._aligned(clip, flows) if self.radius else clip
         # the correction is added to the aligned median: an untrained net already removes what changes from frame
