@@ -12,7 +12,8 @@ Film scratches are thin vertical lines that stay at one place in the frame while
 follows the strongest edges, can lock onto them and report no motion there, so the aligned neighbours keep the
 scratch. `scratch_filter=k` takes a horizontal median of k pixels of each frame before DIS (it removes lines
 narrower than k / 2 and keeps edges); measured on the film bench's 101 held-out damaged clips, k = 7 lifts the
-median of the aligned neighbours by 0.09 dB pooled and by 2.7-3.5 dB on clips with long scratches (bench/README.md).
+median of the aligned neighbours by 0.09 dB pooled, and by 2.7 and 3.5 dB on the two long-scratch clips looked at
+(teddy bear, viaduct; bench/README.md).
 
 Convention: `restoregan.gans.warp`'s, `backward_warp(b, dis_flow(a, b)) ~ a`.
 """
@@ -51,27 +52,14 @@ def _grey8(frames: Tensor, scratch_filter: int = 0) -> np.ndarray:
     return grey.mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
-def _check_preset(preset: str) -> None:
-    if preset not in PRESETS:
-        raise ValueError(f"dis_flows: preset {preset!r} is not one of {sorted(PRESETS)}")
-
-
-def _flows(grey: np.ndarray, pairs: Sequence[tuple[int, int]], preset: str, like: Tensor) -> Tensor:
-    dis = cv2.DISOpticalFlow_create(PRESETS[preset])  # made per call: it holds state and is not picklable
-    flows = np.stack([dis.calc(grey[i], grey[j], None) for i, j in pairs])  # (n, h, w, 2)
-    return torch.from_numpy(flows).permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype)
-
-
 def dis_flows(a: Tensor, b: Tensor, preset: str = "medium", scratch_filter: int = 0) -> Tensor:
     """Flows (n, 2, h, w) in pixels from each frame of `a` (n, c, h, w) to the same-index frame of `b`, so that
     backward_warp(b, flow) ~ a; on a's device and dtype, without gradient. scratch_filter: width of the
     horizontal median taken before DIS (0: none), see the module's docstring."""
     if a.shape != b.shape or a.ndim != 4:
         raise ValueError(f"dis_flows: frames {tuple(a.shape)} and {tuple(b.shape)} must be equal (n, c, h, w)")
-    _check_preset(preset)
     n = a.shape[0]
-    grey = np.concatenate([_grey8(a, scratch_filter), _grey8(b, scratch_filter)])
-    return _flows(grey, [(i, n + i) for i in range(n)], preset, a)
+    return dis_flows_between(torch.cat([a, b]), [(i, n + i) for i in range(n)], preset, scratch_filter)
 
 
 def dis_flows_between(frames: Tensor, pairs: Sequence[tuple[int, int]], preset: str = "medium",
@@ -80,11 +68,15 @@ def dis_flows_between(frames: Tensor, pairs: Sequence[tuple[int, int]], preset: 
     `frames` (n, c, h, w) converted (and filtered) once however many pairs it is in: a clip's frame is in about
     2 x radius pairs each way."""
     if frames.ndim != 4:
-        raise ValueError(f"dis_flows_between: frames must be (n, c, h, w), got {tuple(frames.shape)}")
-    _check_preset(preset)
+        raise ValueError(f"dis_flows: frames must be (n, c, h, w), got {tuple(frames.shape)}")
+    if preset not in PRESETS:
+        raise ValueError(f"dis_flows: preset {preset!r} is not one of {sorted(PRESETS)}")
+    grey = _grey8(frames, scratch_filter)
     if not pairs:
         return frames.new_zeros(0, 2, *frames.shape[-2:])
-    return _flows(_grey8(frames, scratch_filter), pairs, preset, frames)
+    dis = cv2.DISOpticalFlow_create(PRESETS[preset])  # made per call: it holds state and is not picklable
+    flows = np.stack([dis.calc(grey[i], grey[j], None) for i, j in pairs])  # (len(pairs), h, w, 2)
+    return torch.from_numpy(flows).permute(0, 3, 1, 2).to(device=frames.device, dtype=frames.dtype)
 
 
 def pairs_within(t: int, radius: int) -> list[tuple[int, int]]:
