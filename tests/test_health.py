@@ -293,8 +293,8 @@ def test_a_run_ending_inside_a_streak_exports_its_last_healthy_state(tmp_path: P
 
 def test_a_run_ending_inside_a_streak_with_no_healthy_checkpoint_stops(tmp_path: Path, monkeypatch) -> None:
     # straight into the GAN phase: its only validation (iteration 2) is suspect, so this run has no healthy state;
-    # the last.ckpt already there belongs to an earlier run that overwrite=true starts over: neither exported nor
-    # replaced by the suspect state
+    # the last.ckpt already there belongs to an earlier run that overwrite=true starts over: removed at the start
+    # (ckpt_path=last must never resume it), and the suspect state is not saved in its place
     stale = tmp_path / "checkpoints" / "last.ckpt"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an earlier run's checkpoint")
@@ -306,5 +306,5 @@ def test_a_run_ending_inside_a_streak_with_no_healthy_checkpoint_stops(tmp_path:
     assert message.endswith(f"when training ended at iteration 2; no healthy checkpoint to export (final state "
                             f"saved as {final})")
     assert torch.load(final, weights_only=True)["state_dict"]["iteration"].item() == 2
-    assert stale.read_bytes() == b"an earlier run's checkpoint"
+    assert not stale.exists()
     assert not (tmp_path / "export").exists()

@@ -308,3 +308,17 @@ def test_validation_means_are_evaluate_means_over_finite_items(tmp_path: Path) -
     with torch.no_grad():
         net.weight.fill_(float("nan"))
     assert torch.isnan(torch.tensor(validate()["val/psnr"]))
+
+
+def test_overwrite_starts_over_without_the_earlier_runs_checkpoints(tmp_path: Path) -> None:
+    """overwrite=true: the earlier run's checkpoints are gone, so last.ckpt (what ckpt_path=last resumes) is this
+    run's, not the earlier one's left beside last-v1.ckpt."""
+    from restoregan.gans.checkpoint import torch_load_weights_only
+
+    base = tiny_overrides(tmp_path) + ["gan_iters=0", "d_pretrain_iters=0"]
+    train(compose_train(base + ["pretrain_iters=4", "val_every=4"]))
+    checkpoints = tmp_path / "checkpoints"
+    assert torch_load_weights_only(checkpoints / "last.ckpt")["global_step"] == 4
+    train(compose_train(base + ["pretrain_iters=2", "val_every=2", "overwrite=true"]))
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["iter0000002.ckpt", "last.ckpt"]
+    assert torch_load_weights_only(checkpoints / "last.ckpt")["global_step"] == 2

@@ -213,7 +213,18 @@ def iteration_checkpoint(run_dir: Path) -> IterationCheckpoint:
         auto_insert_metric_name=False,
         save_last=True,
         save_top_k=1,  # no monitor: keeps the newest; last.ckpt is what resume uses
+        enable_version_counter=False,  # a name is its iteration; never iter...-v1.ckpt / last-v1.ckpt beside it
     )
+
+
+def clear_earlier_checkpoints(folder: Path) -> None:
+    """overwrite=true, a fresh start: the earlier run's checkpoints go. Left there, its last.ckpt would stay while
+    this run writes its own beside it, and `ckpt_path=last` after a kill would resume the earlier run."""
+    old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    for path in old:
+        path.unlink()
+    if old:
+        log.info(f"overwrite=true: removed the earlier run's {len(old)} checkpoint(s) from {folder}")
 
 
 def build_logger(cfg: DictConfig, resume: dict | None) -> Logger | bool:
@@ -300,6 +311,8 @@ def _train(cfg: DictConfig) -> TrainResult:
     checkpoint = torch_load_weights_only(ckpt_path, mmap=True) if ckpt_path else None
     resume = read_resume_state(ckpt_path, checkpoint) if ckpt_path else None
     remove_checkpoint_temps(run_dir / "checkpoints")  # a killed run's half-written checkpoints
+    if ckpt_path is None and cfg.overwrite and launching_rank():
+        clear_earlier_checkpoints(run_dir / "checkpoints")  # check_run_outputs kept init_from out of there
     pl.seed_everything(cfg.seed, workers=True)
 
     module = build_module(cfg)
