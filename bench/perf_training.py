@@ -53,6 +53,7 @@ from training import machine  # noqa: E402
 
 from restoregan.atomic import atomic_write  # noqa: E402
 from restoregan.training.ema import update_ema, warmup_decay  # noqa: E402
+from restoregan.training.precision import resolve_precision  # noqa: E402
 from restoregan.training.run import build_module, has_gan  # noqa: E402
 
 QUICKSTARTS = ["sr_quickstart", "colorize_quickstart", "interp_quickstart", "film_restore_quickstart"]
@@ -68,7 +69,10 @@ def compose_config(name: str, device: torch.device, extra: list[str] = ()) -> Di
     if device.type == "cpu" and name in FULL:
         overrides += [f"data.{k}={v}" for k, v in CPU_FULL_SIZE.items()]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+        cfg = compose("train", overrides=overrides)
+    # `fast` (the film quickstarts) as train.py resolves it, so both loops run the precision a training would
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    return cfg
 
 
 def draw_batches(cfg: DictConfig, n: int) -> list[dict]:

@@ -30,6 +30,7 @@ from restoregan.training.health import (
 from restoregan.training.inputs import check_run_outputs
 from restoregan.training.loggers import log_config
 from restoregan.training.lock import hold_run, launching_rank, save_run_config
+from restoregan.training.precision import FAST, resolve_precision
 from restoregan.training.checkpoint_io import AtomicCheckpointIO, remove_checkpoint_temps
 from restoregan.training.progress import IterationProgressBar
 from restoregan.training.resume import ResumeState, read_resume_state, resume_loggers
@@ -239,8 +240,12 @@ def build_logger(cfg: DictConfig, resume: dict | None) -> Logger | bool:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback], logger: Logger | bool) -> pl.Trainer:
+    precision = resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto"))
+    if cfg.trainer.get("precision") == FAST:
+        log.info(f"trainer.precision=fast: {precision} on this device")
     return instantiate(
         cfg.trainer,
+        precision=precision,
         max_steps=max_steps(cfg),
         val_check_interval=cfg.val_every,
         check_val_every_n_epoch=None,
