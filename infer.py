@@ -1,6 +1,6 @@
 """Apply a model to images, frame folders or video; what it does is its task's (the model file carries it):
 python infer.py ckpt=PATH input=FILE_OR_DIR output=DIR [task=<name> task.<option>=...] [tile=512]
-                [tile_overlap=32] [device=auto] [half=auto] [channels_last=false] [compile=false] [bf16=false]
+                [tile_overlap=32] [device=auto] [half=auto] [channels_last=auto] [compile=false] [bf16=auto] [exact=false]
 
   an image, or a folder of images   -> output/<stem><suffix>.png each (`task.output_suffix`: _x4, _restored, ...;
                                        outscale, alpha, image_format, suffix, keep_grey, image_depth: conf/infer.yaml)

@@ -1,6 +1,7 @@
 """Inference speed: frames/s and peak memory of every generator at 480p input (854x480, landscape 16:9); our
 RRDBNet against spandrel's on the same weights; achieved FLOP/s as a fraction of this machine's matmul peak; each
-speed switch on vs off (channels_last, grad mode, autocast, torch.compile, batching, tile size and overlap).
+speed switch on vs off (channels_last, grad mode, autocast, infer.py's defaults against exact=true, torch.compile,
+batching, tile size and overlap).
 
     python bench/perf_inference.py [--only generators spandrel switches]  # -> bench/results/perf/inference.json
 
@@ -309,6 +310,32 @@ def bench_autocast(device: torch.device, peaks: dict) -> dict:
     return out
 
 
+def bench_defaults(device: torch.device) -> dict:
+    """infer.py's defaults (bf16 and channels_last `auto`, restoregan.inference.speed) against `exact=true`, each
+    quickstart-sized generator: what auto chose on this device, seconds both ways, the default output's PSNR
+    against the exact one, and whether it is within the tolerance auto promises."""
+    from restoregan.inference.speed import FAST_TOLERANCE_DB, resolve_switches
+
+    shape = CROPS[0] if quick() else CROPS[2]
+    auto = OmegaConf.create({"bf16": "auto", "channels_last": "auto", "compile": False, "exact": False})
+    out: dict = {"shape": list(shape), "tolerance_db": FAST_TOLERANCE_DB, "exact_switch": "infer.py exact=true",
+                 "psnr_note": "PSNR (peak 1) of the default path's output against exact fp32's; null = identical"}
+    for name in SMALL:
+        net = build(name, device)
+        args = make_args(name, 1, shape, device)
+        with torch.inference_mode():
+            ref = net(*args)
+            exact = _seconds(lambda: net(*args), device, warmup=0, repeats=2)
+            switches, notes = resolve_switches(auto, net, device, 1 if name.startswith("colorize") else 3, name)
+            fast = prepare_for_inference(copy.deepcopy(net), switches.channels_last, False, switches.bf16)
+            default = _seconds(lambda: fast(*args), device, repeats=2)
+            db = psnr(fast(*args), ref)
+        out[name] = {"chosen": switches.on(), "exact_seconds": round(exact, 4), "default_seconds": round(default, 4),
+                     "speedup": round(exact / default, 3), "psnr_db": db,
+                     "within_tolerance": db is None or db >= FAST_TOLERANCE_DB, "notes": notes}
+    return out
+
+
 def bench_batching(device: torch.device) -> dict:
     """Frames per forward in video inference (`video.batch` of frame-by-frame stages; interp runs one pair at a
     time)."""
@@ -421,6 +448,11 @@ def summary(result: dict) -> list[str]:
         ac = sw["autocast"]
         lines.append("bf16 autocast speedup (PSNR dB): " + ", ".join(
             f"{k} {v['bf16']['speedup']} ({v['bf16']['psnr_db']})" for k, v in ac.items() if k in SMALL))
+        if "defaults" in sw:
+            d = sw["defaults"]
+            lines.append("infer.py defaults vs exact=true, speedup (PSNR dB, switches): " + ", ".join(
+                f"{k} {v['speedup']} ({v['psnr_db']}, {'+'.join(v['chosen']) or 'none'})" for k, v in d.items()
+                if k in SMALL))
         c = sw["compile"]
         lines.append("torch.compile: " + (f"{c['speedup']}x after {c['compile_seconds']} s compiling"
                                           if c.get("status") == "ok" else str(c.get("skipped") or c)))
@@ -457,7 +489,8 @@ def main(argv: list[str] | None = None) -> dict:
     sections: dict[str, Callable[[], dict]] = {
         "generators": lambda: bench_generators(device, peaks), "spandrel": lambda: bench_spandrel(device),
         "channels_last": lambda: bench_channels_last(device), "grad_mode": lambda: bench_grad_modes(device),
-        "autocast": lambda: bench_autocast(device, peaks), "compile": lambda: bench_compile(device),
+        "autocast": lambda: bench_autocast(device, peaks), "defaults": lambda: bench_defaults(device),
+        "compile": lambda: bench_compile(device),
         "batching": lambda: bench_batching(device), "tiling": lambda: bench_tiling(device),
     }
     wall = {}
@@ -471,9 +504,10 @@ def main(argv: list[str] | None = None) -> dict:
     result["section_seconds"] = wall
     if "switches" in result:
         result["switches"]["where_they_apply"] = {
-            "channels_last": "CPU (oneDNN) and CUDA (cuDNN); infer.py channels_last=true",
+            "channels_last": "CPU (oneDNN) and CUDA (cuDNN); infer.py channels_last=auto (the default) or true",
+            "defaults": "infer.py bf16=auto channels_last=auto (restoregan.inference.speed); exact=true for fp32",
             "grad_mode": "both; infer.py already runs under inference_mode / no_grad",
-            "autocast": "bf16: CPU (fast with AVX512-BF16/AMX) and CUDA, infer.py bf16=true; fp16: CUDA only "
+            "autocast": "bf16: CPU (fast with AVX512-BF16/AMX) and CUDA, infer.py bf16=auto/true; fp16: CUDA only "
                         "(infer.py half), measured only when CUDA is present",
             "compile": "both; opt-in, infer.py compile=true",
             "batching": "both; not an option: the video tasks run one frame (or one pair) per forward",

@@ -4,14 +4,15 @@ infer.py runs it (segments, lossless work files, final H.264 encode), with inter
 default order) and before it.
 
 python bench/pipeline_speed.py [--frames 8] [--pipeline-frames 4] [--device cpu] [--size WxH] [--bf16]
-    [--channels-last] [--out PATH]  -> bench/results/pipeline_speed.json or PATH (names the slowest stage)
+    [--channels-last] [--exact] [--out PATH]  -> bench/results/pipeline_speed.json or PATH (names the slowest stage)
 
 Each stage uses the newest export of its task under runs/ (what the pipeline picks by default); where none
 exists, an untrained net of that task's quickstart architecture (experiment=<task>_quickstart) stands in, written
 to runs/pipeline_bench/ (outside the runs/*/export/ pattern, so the pipeline never picks it up by itself). Speed
 does not depend on the weights; the JSON says which were used. Runs with OMP_NUM_THREADS=1 unless set.
 --size resizes the decoded frames (e.g. 1920x1080, bench/gpu.sh) for the per-stage speeds; the whole-pipeline runs
-always take the clip as it is (--pipeline-frames 0 skips them). --bf16 / --channels-last: infer.py's switches.
+always take the clip as it is (--pipeline-frames 0 skips them). --bf16 / --channels-last / --exact: infer.py's switches
+(without them, its defaults: bf16 and channels_last auto).
 """
 
 from __future__ import annotations
@@ -152,13 +153,15 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=_size, help="WxH: resize the frames of the per-stage speeds (default: as is)")
     parser.add_argument("--bf16", action="store_true", help="infer.py bf16=true (bfloat16 autocast)")
     parser.add_argument("--channels-last", action="store_true", help="infer.py channels_last=true")
+    parser.add_argument("--exact", action="store_true", help="infer.py exact=true (fp32, NCHW: the defaults off)")
     parser.add_argument("--out", type=Path, default=OUT, help="the JSON to write")
     return parser
 
 
 def main() -> None:
     args = arg_parser().parse_args()
-    switches = (["bf16=true"] if args.bf16 else []) + (["channels_last=true"] if args.channels_last else [])
+    switches = ((["bf16=true"] if args.bf16 else []) + (["channels_last=true"] if args.channels_last else [])
+                + (["exact=true"] if args.exact else []))
     if not CLIP.is_file():
         sys.exit(f"skipped: needs {CLIP} (the shared footage beside the repo); not present here")
     cfg = _compose("infer", ["pipeline=film", f"device={args.device}", "half=false", *switches])

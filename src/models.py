@@ -50,6 +50,7 @@ class Model:
     source: str  # e.g. "restoregan export: restoregan.gans.rrdbnet.RRDBNet", "spandrel ESRGAN (...)"
     arch: dict | None  # {_target_, **kwargs} of our generators, None for spandrel models
     meta: dict = field(default_factory=dict)  # run name, iterations, ...
+    bf16: bool = False  # runs under bf16 autocast (infer.py's speed switches, restoregan.inference.speed)
 
     def __str__(self) -> str:
         return f"{self.path} ({self.task.name} x{self.scale}, {self.source})"

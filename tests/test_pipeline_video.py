@@ -60,7 +60,7 @@ def test_ffv1_output_is_lossless_and_equals_the_model(runs: Path, tmp_path: Path
     clip = write_clip(tmp_path / "reel.mp4", frames)
     sr = runs / "tiny_sr" / "export" / "generator.yaml"
     (out,) = run_infer(_args(runs, clip, tmp_path / "out.mkv", "pipeline.order=[upscale]", "video.audio=false",
-                             "video.contact_frames=0"))
+                             "video.contact_frames=0", "exact=true"))  # fp32, as the reference below
     assert not (tmp_path / "out_contact.png").exists()
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "ffv1"

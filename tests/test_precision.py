@@ -39,6 +39,14 @@ def test_auto_with_cuda_asks_the_gpu(monkeypatch) -> None:
     assert resolve_precision("fast", "cpu") == "bf16-mixed" and asked == ["cuda", "cpu"]
 
 
+@pytest.mark.parametrize("caps, expected", [({"avx512": True}, False), ({"avx512": True, "avx512_bf16": True}, True),
+                                            ({"amx_bf16": True}, True), ({}, False)])
+def test_an_avx512_cpu_without_bf16_units_is_not_native(caps: dict, expected: bool, monkeypatch) -> None:
+    """oneDNN calls every AVX512 CPU bf16-capable (it emulates); only AVX512-BF16 or AMX count here."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    assert precision.native_bf16("cpu") is expected
+
+
 def test_cpu_answer_matches_the_cpu_flags() -> None:
     """An independent reading of the same fact: oneDNN's bf16 kernels need AVX512-BF16 or AMX (Linux flags)."""
     flags = Path("/proc/cpuinfo")

@@ -21,7 +21,7 @@ from restoregan.inference.tiled import check_tiling, resolve_device
 from restoregan.models import Model, check_chosen, chosen_task, load_model, tiling_note, with_options
 from restoregan.outputs import Inputs, one_target_each, prepare_outputs
 from restoregan.pipeline.output import named_output
-from restoregan.pipeline.run import plan_job, prepare, run_options, run_pipeline, run_stages
+from restoregan.pipeline.run import make_stage, plan_job, prepare, run_options, run_pipeline, run_stages
 from restoregan.tasks.base import RunOptions
 
 
@@ -48,7 +48,8 @@ OPTIONS = {
     "video.batch": (1, "a number of frames >= 1"), "video.contact_frames": (0, "a number of rows >= 0"),
     "video.contact_side": (1, "a number of pixels >= 1"), "video.input_fps": (1e-9, "a frame rate above 0"),
     "video.crf": (0, "a quality >= 0 (x264: 0-51, lower is better)"),
-    "half": (None, "auto, true or false"),
+    "half": (None, "auto, true or false"), "bf16": (None, "auto, true or false"),
+    "channels_last": (None, "auto, true or false"),
 }
 
 
@@ -65,7 +66,7 @@ def load(cfg: DictConfig, device: torch.device) -> Model:
     if card:
         print(card)
     model = with_options(model, options)
-    switches = {k: bool(cfg.get(k)) for k in ("channels_last", "compile", "bf16")}
+    switches = {k: cfg.get(k) is True for k in ("channels_last", "compile", "bf16")}  # asked for, not auto
     for note in prepare_for_infer(model, cfg.tile, switches):  # ONNX models (restoregan.gans.onnx_model)
         print(note)
     return prepare(model, cfg)
@@ -88,7 +89,7 @@ def infer_video(cfg: DictConfig, model: Model, source: Path, run: RunOptions) ->
               "video: block (video.format, video.depth, ...)")
     target = named_output(Path(cfg.output), f"{stem}{model.task.output_suffix}", cfg.video.format, source.is_dir())
     job = plan_job(source, target, cfg.video, [Path(cfg.ckpt)])
-    stage = model.task.stage(name, model, run)
+    stage = make_stage(name, model, run)
     written = run_stages(cfg, job, [stage], {name: chosen_task(cfg.get("task"))[1] or {}}, {name: Path(cfg.ckpt)}, run)
     for path in written[1:]:
         print(f"also wrote {path}")

@@ -111,18 +111,18 @@ def check_tiling(tile: int | None, overlap: int) -> None:
 def prepare_for_inference(
     net: nn.Module, channels_last: bool = False, compile: bool = False, bf16: bool = False
 ) -> nn.Module:
-    """Opt-in speed switches (infer.py's `channels_last`, `compile`, `bf16`), applied in place: the module keeps
-    its type, methods and state-dict keys, so every task's code calls it as before. Returns `net`. Speed-ups
-    quoted are bench/perf_inference.py's on a 2-core AMD EPYC CPU.
+    """Speed switches (infer.py's `channels_last`, `compile`, `bf16`, as restoregan.inference.speed resolves them),
+    applied in place: the module keeps its type, methods and state-dict keys, so every task's code calls it as
+    before. Returns `net`. Figures: bench/perf_inference.py on a 2-core AMD EPYC CPU (bench/results/perf/).
 
     channels_last: NHWC weights. oneDNN / cuDNN then run every conv in NHWC without a layout reorder around
-    each one; the input needs no conversion (a conv with NHWC weights returns NHWC). On CPU 1.0-1.5x faster
-    (least for colorize_unet); outputs agree to float rounding and may come back with NHWC strides.
+    each one; the input needs no conversion (a conv with NHWC weights returns NHWC). On CPU about 1.0-1.6x faster;
+    outputs agree to float rounding and may come back with NHWC strides.
     compile: torch.compile. The first call per input shape compiles (15-50 s on CPU, needs a C++ compiler
-    there), later calls 1.0-1.5x faster: it pays off over many frames of one size, not a few images or tiles.
-    bf16: the forward runs under bfloat16 autocast on the net's device and returns float32. 1.3-3x faster
-    on CPUs with AVX512-BF16 or AMX (most for the SR nets), emulated and slow on older ones; PSNR 64-89 dB
-    against fp32, below 8-bit rounding.
+    there), later calls 1.0-1.9x faster: it pays off over many frames of one size, not a few images or tiles.
+    bf16: the forward runs under bfloat16 autocast on the net's device and returns float32. 1.2-2.3x faster
+    on CPUs with AVX512-BF16 or AMX, emulated and slow on older ones; PSNR 64-89 dB against fp32, below 8-bit
+    rounding.
     """
     if channels_last:
         net.to(memory_format=torch.channels_last)

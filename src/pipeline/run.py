@@ -29,6 +29,8 @@ from tqdm import tqdm
 from restoregan.atomic import remove_stale_temps
 from restoregan.data.video import PROGRESSIVE, VideoInfo, VideoReadError, iter_frames, looks_combed, probe
 from restoregan.gans.checkpoint import CheckpointError
+from restoregan.gans.onnx_model import OnnxGenerator
+from restoregan.inference.speed import resolve_switches
 from restoregan.inference.tiled import prepare_for_inference, resolve_device, resolve_half
 from restoregan.models import Model, load_model, with_options
 from restoregan.outputs import Inputs
@@ -42,13 +44,33 @@ STAGE_KEYS = ("task", "ckpt")  # what a `stages.<name>` entry says besides its t
 
 def run_options(cfg: DictConfig, device: torch.device) -> RunOptions:
     """infer.py's device/tile/half settings and `video.batch`, for every model it runs."""
-    return RunOptions(device, cfg.tile, cfg.tile_overlap, resolve_half(cfg.half, device), int(cfg.video.batch))
+    if not isinstance(cfg.get("exact", False), bool):
+        raise ValueError(f"exact={cfg.exact}: expected true or false")
+    half = resolve_half(cfg.half, device) and not cfg.get("exact", False)  # exact: fp32 on CUDA too
+    return RunOptions(device, cfg.tile, cfg.tile_overlap, half, int(cfg.video.batch))
 
 
 def prepare(model: Model, cfg: DictConfig) -> Model:
-    """infer.py's speed switches (channels_last, compile, bf16) applied to the model's network."""
-    prepare_for_inference(model.net, bool(cfg.channels_last), bool(cfg.compile), bool(cfg.bf16))
+    """infer.py's speed switches (channels_last, compile, bf16; `auto` resolved for this model and device by
+    restoregan.inference.speed, `exact=true` for none) applied to the model's network."""
+    if isinstance(model.net, OnnxGenerator):  # runs as exported (onnx_model.prepare_for_infer says so)
+        return model
+    param = next(model.net.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    switches, notes = resolve_switches(cfg, model.net, device, model.in_channels or 3, str(model.path),
+                                       own=model.arch is not None)
+    for note in notes:
+        print(note)
+    prepare_for_inference(model.net, switches.channels_last, switches.compile, switches.bf16)
+    model.bf16 = switches.bf16
     return model
+
+
+def make_stage(name: str, model: Model, run: RunOptions) -> Stage:
+    """The model's task's stage, carrying whether the model runs in bf16 (the resume hash records it per stage)."""
+    stage = model.task.stage(name, model, run)
+    stage.bf16 = model.bf16
+    return stage
 
 
 # --- the film pipeline's stages ----------------------------------------------------------------------------
@@ -109,7 +131,7 @@ def build_stages(cfg: DictConfig, order: list[str], ckpts: dict[str, Path], run:
     for name in order:
         models[name] = prepare(load_stage_model(name, cfg.stages[name], ckpts[name], run.device), cfg)
         check_first(order, models)  # as each loads: before a later stage's model is read
-    return [models[name].task.stage(name, models[name], run) for name in order]
+    return [make_stage(name, models[name], run) for name in order]
 
 
 # --- one run over a video ----------------------------------------------------------------------------------
@@ -211,7 +233,7 @@ def input_fingerprint(source: Path) -> dict:
 
 def config_hash(
     cfg: DictConfig, order: list[str], options: Mapping[str, dict], ckpts: Mapping[str, Path], run: RunOptions,
-    decode: Decoding = Decoding(),
+    decode: Decoding = Decoding(), bf16: Mapping[str, bool] | None = None,
 ) -> tuple[str, dict]:
     """Everything that changes a segment's frames, and a readable summary of it. Not the output format (segments
     survive a crf change) nor where the checkpoints lie (their contents count)."""
@@ -222,7 +244,9 @@ def config_hash(
         "segment_frames": vcfg.segment_frames, "batch": run.batch, "max_frames": vcfg.max_frames,
         "input_fps": str(vcfg.input_fps), "tile": run.tile, "tile_overlap": run.tile_overlap,
         "device": run.device.type, "half": run.half, "torch": torch.__version__,
-        "bf16": bool(cfg.bf16),  # changes the frames (slightly); channels_last and compile do not beyond rounding
+        # bf16 changes the frames (slightly), so each stage's choice counts (`auto` resolves per model and machine);
+        # channels_last and compile do not beyond rounding
+        "bf16": {name: bool((bf16 or {}).get(name, False)) for name in order},
         "bits": decode.bits, "deinterlace": decode.deinterlace,
     }
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
@@ -339,7 +363,8 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
     if decode.deinterlace:
         why = "its stream says so" if info.interlaced else "forced" if vcfg.deinterlace is True else "it looks combed"
         print(f"{source}: interlaced ({why}): deinterlacing (bwdif) before the first stage")
-    digest, summary = config_hash(cfg, order, options, ckpts, run, decode)
+    digest, summary = config_hash(cfg, order, options, ckpts, run, decode,
+                                  {st.name: bool(getattr(st, "bf16", False)) for st in stages})
     work = WorkDir(job.work_path, {"config_hash": digest, "config": summary, "input": input_fingerprint(source),
                                    "input_path": str(source.resolve())}, bool(vcfg.resume), decode.deep)
     sinks = job.sinks

@@ -14,10 +14,12 @@ FAST = "fast"
 
 
 def native_bf16(device: str) -> bool:
-    """Whether `device` ("cpu" or "cuda") runs bf16 convolutions in hardware."""
+    """Whether `device` ("cpu" or "cuda") runs bf16 in hardware. Not oneDNN's own bf16 check, which is true on any
+    AVX512 CPU (it emulates bf16 there, slower than fp32), nor CUDA's default, which counts emulation."""
     if device == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    caps = torch.cpu.get_capabilities()
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16") or caps.get("bf16"))  # x86; "bf16": Arm
 
 
 def training_device(accelerator: str) -> str | None:
