@@ -45,11 +45,11 @@ SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 TRAIN_MINUTES = 20  # the issue's budget for each model
 # pretrain_iters of each (plus the quickstarts' own 50 discriminator and 150 GAN iterations), chosen so each run fits
-# TRAIN_MINUTES with the other beside it: on 2026-12-02 about 0.9 s per temporal iteration (6 clips of 5 frames) and
-# 0.19 s per single-frame one (8 frames) on one core here (17.9 and 18.1 minutes). The machine's speed varies from day
-# to day (its conv3x3 peak was 366 GFLOP/s on 2 threads that day, 204 on 2026-12-03, when both runs took 34-36
-# minutes): check training.*.within_budget in the result
-TEMPORAL_ITERS = 1000
+# TRAIN_MINUTES with the other beside it. Both quickstarts train in bf16-mixed where the CPU does bf16 natively
+# (trainer.precision=fast): on 2026-12-03 (conv3x3 peak 210 GFLOP/s on 2 threads, a slow day for this machine; 366 on
+# 2026-12-02) 1000 temporal iterations took 20.8 minutes and 5400 single-frame ones 19.4. Check
+# training.*.within_budget in the result
+TEMPORAL_ITERS = 900
 SINGLE_ITERS = 5400
 BAR_DB = 1.0  # done when: temporal - single, pooled PSNR over all held-out clips
 FLICKER_BAR = 0.8  # done when: temporal's warp error relative to the input on each footage clip
