@@ -280,6 +280,17 @@ def bench_grad_modes(device: torch.device) -> dict:
             "speedup_inference_mode_over_no_grad": round(secs["no_grad"] / secs["inference_mode"], 3)}
 
 
+def _fp32_reference(name: str, shape: tuple[int, int],
+                    device: torch.device) -> tuple[nn.Module, tuple, Tensor, float]:
+    """The generator, its input, its fp32 output and the seconds of one fp32 call: what a faster path is compared
+    with."""
+    net = build(name, device)
+    args = make_args(name, 1, shape, device)
+    with torch.inference_mode():
+        ref = net(*args)
+        return net, args, ref, _seconds(lambda: net(*args), device, warmup=0, repeats=2)
+
+
 def bench_autocast(device: torch.device, peaks: dict) -> dict:
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16} if device.type == "cuda" else {"bf16": torch.bfloat16}
     shape = CROPS[0] if quick() else CROPS[2]
@@ -288,11 +299,8 @@ def bench_autocast(device: torch.device, peaks: dict) -> dict:
         out["fp16"] = None
         out["fp16_reason"] = "GPU-only: fp16 autocast is CUDA-only in infer.py (half); no CUDA on this machine"
     for name in SMALL:
-        net = build(name, device)
-        args = make_args(name, 1, shape, device)
+        net, args, ref, fp32 = _fp32_reference(name, shape, device)
         with torch.inference_mode():
-            ref = net(*args)
-            fp32 = _seconds(lambda: net(*args), device, warmup=0, repeats=2)
             row = {"fp32_seconds": round(fp32, 4)}
             for label, dtype in dtypes.items():
                 def call(dtype: torch.dtype = dtype) -> Tensor:
@@ -321,11 +329,8 @@ def bench_defaults(device: torch.device) -> dict:
     out: dict = {"shape": list(shape), "tolerance_db": FAST_TOLERANCE_DB, "exact_switch": "infer.py exact=true",
                  "psnr_note": "PSNR (peak 1) of the default path's output against exact fp32's; null = identical"}
     for name in SMALL:
-        net = build(name, device)
-        args = make_args(name, 1, shape, device)
+        net, args, ref, exact = _fp32_reference(name, shape, device)
         with torch.inference_mode():
-            ref = net(*args)
-            exact = _seconds(lambda: net(*args), device, warmup=0, repeats=2)
             switches, notes = resolve_switches(auto, net, device, 1 if name.startswith("colorize") else 3, name)
             fast = prepare_for_inference(copy.deepcopy(net), switches.channels_last, False, switches.bf16)
             default = _seconds(lambda: fast(*args), device, repeats=2)

@@ -100,13 +100,19 @@ def bf16_psnr(net: nn.Module, in_channels: int, device: torch.device) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
+def exact_setting(cfg: Any) -> bool:
+    """infer.py's `exact`, checked: true or false."""
+    exact = cfg.get("exact", False)
+    if not isinstance(exact, bool):
+        raise ValueError(f"exact={exact}: expected true or false")
+    return exact
+
+
 def resolve_switches(cfg: Any, net: nn.Module, device: torch.device, in_channels: int = 3, what: str = "model",
                      own: bool = True) -> tuple[Switches, list[str]]:
     """The switches to apply to `net` (on `device`, eval mode) for infer.py's config, and notes to print. own: one
     of the project's generators (False: a community model, whose layout auto leaves alone)."""
-    exact = cfg.get("exact", False)
-    if not isinstance(exact, bool):
-        raise ValueError(f"exact={exact}: expected true or false")
+    exact = exact_setting(cfg)
     compile_ = cfg.get("compile", False)
     check_setting("compile", compile_, auto=False)
     setting = cfg.get("bf16", "auto")

@@ -30,7 +30,7 @@ from restoregan.atomic import remove_stale_temps
 from restoregan.data.video import PROGRESSIVE, VideoInfo, VideoReadError, iter_frames, looks_combed, probe
 from restoregan.gans.checkpoint import CheckpointError
 from restoregan.gans.onnx_model import OnnxGenerator
-from restoregan.inference.speed import resolve_switches
+from restoregan.inference.speed import exact_setting, resolve_switches
 from restoregan.inference.tiled import prepare_for_inference, resolve_device, resolve_half
 from restoregan.models import Model, load_model, with_options
 from restoregan.outputs import Inputs
@@ -44,9 +44,7 @@ STAGE_KEYS = ("task", "ckpt")  # what a `stages.<name>` entry says besides its t
 
 def run_options(cfg: DictConfig, device: torch.device) -> RunOptions:
     """infer.py's device/tile/half settings and `video.batch`, for every model it runs."""
-    if not isinstance(cfg.get("exact", False), bool):
-        raise ValueError(f"exact={cfg.exact}: expected true or false")
-    half = resolve_half(cfg.half, device) and not cfg.get("exact", False)  # exact: fp32 on CUDA too
+    half = resolve_half(cfg.half, device) and not exact_setting(cfg)  # exact: fp32 on CUDA too
     return RunOptions(device, cfg.tile, cfg.tile_overlap, half, int(cfg.video.batch))
 
 

@@ -1,7 +1,7 @@
 """`trainer.precision: fast`: bf16 mixed precision where the device computes bf16 natively, exact fp32 elsewhere.
 
-On a CPU with AVX512-BF16 or AMX (oneDNN's bf16 kernels) bf16-mixed trains the film quickstarts 1.7-1.9x faster
-(bench/README.md); on a CPU without them bf16 is emulated and no faster, so `fast` keeps 32-true there. On CUDA it
+On a CPU with AVX512-BF16 or AMX (oneDNN's bf16 kernels) bf16-mixed trains the film quickstarts 1.6-1.7x faster
+(docs/PERFORMANCE.md); on a CPU without them bf16 is emulated and no faster, so `fast` keeps 32-true there. On CUDA it
 is bf16-mixed where the GPU supports bf16 (Ampere and later). Weights, optimizer state and exports stay fp32 either
 way; `trainer.precision=32-true` is the exact switch.
 """
