@@ -1,7 +1,7 @@
 """`make bench`: run every performance bench, each in its own process (so one's memory and threads do not colour
 the next, and a failure is reported without losing the others), then write the summary.
 
-python bench/perf.py [--only training,data,inference,flops] [--summary-only]
+python bench/perf.py [--only training,data,inference,flops,pipeline] [--summary-only]
 -> bench/results/perf/<bench>.json, one per bench, and bench/results/perf/SUMMARY.md
 Budget: 15 minutes on the reference 2-core CPU; each bench states its share. BENCH_QUICK=1 runs each in seconds.
 """
@@ -20,7 +20,7 @@ from perf_common import RESULTS, ROOT  # noqa: E402
 from perf_summary import write_summary  # noqa: E402
 
 BENCHES = {"training": "perf_training.py", "data": "perf_data.py", "inference": "perf_inference.py",
-           "flops": "perf_flops.py"}
+           "flops": "perf_flops.py", "pipeline": "perf_pipeline.py"}
 
 
 def main() -> int:

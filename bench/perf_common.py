@@ -118,5 +118,5 @@ def write_result(name: str, payload: dict) -> Path:
                "torch_threads": torch.get_num_threads(), "quick": quick(), **payload}
     text = json.dumps(payload, indent=2, default=str)
     path = atomic_write(RESULTS / f"{name}.json", lambda tmp: Path(tmp).write_text(text + "\n"))
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path

@@ -194,8 +194,40 @@ def flops_section(r: dict) -> list[str]:
     return lines
 
 
+def pipeline_section(r: dict) -> list[str]:
+    lines = ["## The film pipeline (bench/perf_pipeline.py)", "", _header(r), ""]
+    if r.get("skipped"):
+        return lines + [f"skipped: {r['skipped']}"]
+    goal = r.get("goal", {})
+    lines += [f"{' -> '.join(r.get('order', []))} over the first {r['runs'][0]['input_frames']} frames of "
+              f"{r.get('clip')} (432x320 in; 864x640 at twice the frame rate out), as infer.py pipeline=film runs "
+              "them; stand-in models: " + "; ".join(f"{k}: {v}" for k, v in r.get("models", {}).items()) + ". "
+              f"Overhead: {r.get('definition')}.", "",
+              "| overlap | wall s | input frames/s | forward s | overhead | forward s per generator |",
+              "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for run in r.get("runs", []):
+        per = ", ".join(f"{k} {v:.1f}" for k, v in run.get("forward_s_per_generator", {}).items())
+        lines.append(f"| {'on' if run['overlap'] else 'off'} | {_fmt(run['wall_s'], 1)} | "
+                     f"{_fmt(run['input_frames_per_s'], 2)} | {_fmt(run['forward_s'], 1)} | "
+                     f"{100 * run['overhead']:.1f}% | {per} |")
+    default = r.get("default", {})
+    verdict = "meets" if r.get("meets_goal") else "MISSES"
+    mode = f"video.overlap={'on' if default.get('overlap') else 'off'}, what auto picks here"
+    lines += ["", f"**Pipeline with its defaults ({mode}): {_fmt(default.get('input_frames_per_s'), 2)} input frames/s, "
+                  f"overhead {100 * default.get('overhead', float('nan')):.1f}%**: {verdict} the goal "
+                  f"(at least {goal.get('input_frames_per_s')} frames/s, overhead under "
+                  f"{100 * goal.get('overhead_below', float('nan')):.0f}%)."]
+    if r.get("forward_only_input_frames_per_s"):
+        lines += ["", f"The models' forward passes alone allow {_fmt(r['forward_only_input_frames_per_s'], 2)} input "
+                      "frames/s here (frames / forward time of the runs without threads beside them)."]
+    if "overlap_speedup" in r:
+        lines += ["", f"video.overlap (decoding ahead and encoding in threads while the models run) on vs off: "
+                      f"{r['overlap_speedup']:.2f}x."]
+    return lines
+
+
 SECTIONS = {"training": training_section, "data": data_section, "inference": inference_section,
-            "flops": flops_section}
+            "flops": flops_section, "pipeline": pipeline_section}
 
 
 def write_summary() -> Path:

@@ -448,6 +448,12 @@ def _to_uint16(img: np.ndarray) -> np.ndarray:
     return img if img.dtype == np.uint16 else np.round(np.clip(img, 0, 1) * 65535).astype(np.uint16)
 
 
+def as_levels(img: np.ndarray, deep: bool = False) -> np.ndarray:
+    """A frame as the integer levels an encoder is fed: uint8, or uint16 when `deep` (floats clipped to [0, 1]
+    and rounded, as `VideoWriter.write` does)."""
+    return _to_uint16(img) if deep else _to_uint8(img)
+
+
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -795,6 +801,12 @@ class VideoWriter:
         for carrier in self.carried:
             carrier.until(float(frame.pts * frame.time_base))
         self.count += 1
+
+    def end_carried_at(self, seconds: float | None) -> None:
+        """Cut the carried audio and subtitles at `seconds` (None: keep all), when the end is known only after
+        the last frame; packets are muxed as the video reaches them, so none past a later frame is in yet."""
+        for carrier in self.carried:
+            carrier.end = seconds
 
     def close(self) -> None:
         if self.failed:  # after a failed write the file is abandoned: flushing would only raise again

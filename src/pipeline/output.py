@@ -8,8 +8,10 @@ the input at the output's size)."""
 from __future__ import annotations
 
 import json
+import queue
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,9 +23,11 @@ from tqdm import tqdm
 
 from restoregan.atomic import Staged
 from restoregan.data.io import write_image
-from restoregan.data.video import (PROGRESSIVE, ColourInfo, VideoWriter, container_for, copy_audio, has_audio,
-                                   iter_frames)
+from restoregan.data.video import (PROGRESSIVE, ColourInfo, VideoWriter, as_levels, container_for, copy_audio,
+                                   has_audio, iter_frames)
+from restoregan.pipeline.background import POLL_S
 from restoregan.pipeline.segments import Segment, WorkDir
+from restoregan.tasks.base import Item
 from restoregan.grids import detail_box, grid_image
 
 FORMATS = ("h264", "ffv1", "png")
@@ -124,62 +128,68 @@ class _InputFrames:
         return np.round(self.current.image * np.iinfo(self.dtype).max).astype(self.dtype)
 
 
-def assemble(
-    work: WorkDir,
-    segments: list[Segment],
-    sinks: Sinks,
-    source: Path,
-    rate: Fraction,
-    crf: int,
-    pix_fmt: str,
-    audio: bool,
-    audio_end: float | None,
-    contact_frames: int,
-    contact_side: int,
-    colour: ColourInfo | None = None,
-    depth: int = 8,
-    subtitles: bool = True,
-    deinterlaced: bool = False,
-    field_order: int | None = PROGRESSIVE,
-) -> list[Path]:
-    """Encode every segment's frames in order into the outputs (see module docstring); returns them. `colour`: the
-    input's description, kept by the videos written (None, e.g. for a frame folder: BT.709). `depth`: bits per
-    sample of the output video (10: the segments hold 16-bit frames); `subtitles`: carry the input's subtitle
-    streams; `deinterlaced`: the stages saw the input deinterlaced (so the side-by-side shows it so);
-    `field_order`: the tag written."""
-    total = sum(len(s.items) for s in segments)
-    n_input = segments[-1].end
-    sheet_at = set(np.linspace(0, n_input - 1, min(contact_frames, n_input)).round().astype(int).tolist())
+@dataclass
+class Encode:
+    """How the finished film is written (the `video:` block, resolved): everything `assemble` needs besides the
+    frames."""
+
+    sinks: Sinks
+    source: Path
+    rate: Fraction  # output frame rate
+    crf: int
+    pix_fmt: str
+    audio: bool
+    cut_audio: bool  # a shortened film keeps only the sound of its own frames
+    contact_frames: int
+    contact_side: int
+    colour: ColourInfo | None = None
+    depth: int = 8
+    subtitles: bool = True
+    deinterlaced: bool = False
+    field_order: int | None = PROGRESSIVE
+
+
+def assemble(frames: Iterable[OutFrame], n_input: int, enc: Encode) -> list[Path]:
+    """Encode `frames` (in order) into the outputs (see module docstring); returns them. `n_input`: input frames
+    the film has (the contact sheet's rows are spread over them). `enc.colour`: the input's description, kept by
+    the videos written (None, e.g. for a frame folder: BT.709); `enc.depth`: bits per sample of the output video
+    (10: frames are uint16); `enc.subtitles`: carry the input's subtitle streams; `enc.deinterlaced`: the stages
+    saw the input deinterlaced (so the side-by-side shows it so); `enc.field_order`: the tag written."""
+    sinks, source = enc.sinks, enc.source
+    sheet_at = set(np.linspace(0, n_input - 1, min(enc.contact_frames, n_input)).round().astype(int).tolist())
     sheet_rows: list = []
-    carry_audio = audio and has_audio(source)
+    carry_audio = enc.audio and has_audio(source)
+    last: list[OutFrame] = []
 
-    def frames() -> Iterator[OutFrame]:
-        with tqdm(total=total, desc=f"encoding {sinks.output.name}", unit="frame") as bar:
-            for segment in segments:
-                for index, pts, img in work.frames(segment):
-                    yield index, pts, segment.time_base, img
-                    bar.update(1)
+    def audio_end() -> float | None:
+        if not enc.cut_audio or not last:
+            return None
+        _, pts, tb, _ = last[0]
+        return float(pts * tb + 1 / enc.rate)
 
-    def compare(stream: Iterator[OutFrame], sbs_tmp: Path | None) -> Iterator[OutFrame]:
+    def compare(stream: Iterable[OutFrame], sbs_tmp: Path | None) -> Iterator[OutFrame]:
         """Pass frames through, writing the side-by-side video and collecting contact-sheet rows on the way."""
         inputs = None
-        if sbs_tmp is not None or sheet_at:
-            inputs = _InputFrames(source, deinterlaced, np.uint16 if work.deep else np.uint8)
         sbs: VideoWriter | None = None
         if sbs_tmp is not None:
             # 8-bit whatever the depth: a viewing aid, for players that take only yuv420p
-            sbs = VideoWriter(sbs_tmp, rate, "libx264", crf, "auto", "mp4", name=sinks.side_by_side, colour=colour)
+            sbs = VideoWriter(sbs_tmp, enc.rate, "libx264", enc.crf, "auto", "mp4", name=sinks.side_by_side,
+                              colour=enc.colour)
         try:
-            for index, pts, tb, img in stream:
+            for frame in stream:
+                index, pts, tb, img = frame
                 before = None
                 if sbs is not None or index in sheet_at:
+                    if inputs is None:
+                        inputs = _InputFrames(source, enc.deinterlaced, img.dtype.type)
                     before = _fit(inputs.get(index), *img.shape[:2])
                 if sbs is not None:
                     sbs.write(np.concatenate([before, img], axis=1), pts, tb)
                 if index in sheet_at:
                     sheet_at.discard(index)  # the first output frame of that input frame
                     sheet_rows.append(contact_row(index, before, img))
-                yield index, pts, tb, img
+                last[:] = [frame]
+                yield frame
         finally:
             if sbs is not None:
                 sbs.close()
@@ -190,28 +200,142 @@ def assemble(
         sbs_tmp = staged.temp(sinks.side_by_side) if sinks.side_by_side else None
         if sinks.fmt == "png":
             folder = staged.temp_dir(sinks.output)
-            _write_png_folder(folder, compare(frames(), sbs_tmp), rate, source if carry_audio else None, audio_end)
+            _write_png_folder(folder, compare(frames, sbs_tmp), enc.rate, source if carry_audio else None, audio_end)
         else:
             codec = _codec(sinks.fmt)
 
             def encode(tmp: str) -> None:
-                quality = crf if codec == "libx264" else None
-                writer = VideoWriter(tmp, rate, codec, quality, pix_fmt, container_for(sinks.output),
-                                     source if carry_audio else None, audio_end, name=sinks.output, config="video",
-                                     colour=colour, depth=depth, field_order=field_order,
-                                     subtitles_from=source if subtitles and not source.is_dir() else None)
+                quality = enc.crf if codec == "libx264" else None
+                writer = VideoWriter(tmp, enc.rate, codec, quality, enc.pix_fmt, container_for(sinks.output),
+                                     source if carry_audio else None, None, name=sinks.output, config="video",
+                                     colour=enc.colour, depth=enc.depth, field_order=enc.field_order,
+                                     subtitles_from=source if enc.subtitles and not source.is_dir() else None)
                 try:
-                    for _, pts, tb, img in compare(frames(), sbs_tmp):
+                    for _, pts, tb, img in compare(frames, sbs_tmp):
                         writer.write(img, pts, tb)
+                    # known only now; no packet at or past it was muxed yet (they go in as the video reaches them)
+                    writer.end_carried_at(audio_end())
                 finally:
                     writer.close()
 
             staged.write(sinks.output, encode)
         if sinks.contact and sheet_rows:
-            sheet = grid_image(sheet_rows, max_side=contact_side, full_size=(2, 3))  # the crops: full resolution
+            sheet = grid_image(sheet_rows, max_side=enc.contact_side, full_size=(2, 3))  # crops: full resolution
             staged.write(sinks.contact, lambda tmp: sheet.save(tmp, format="PNG"))
         written = [sinks.output, *(t for t in staged.targets() if t != sinks.output)]
     return written
+
+
+def stored_frames(work: WorkDir, segments: Iterable[Segment], total: int | None = None) -> Iterator[OutFrame]:
+    """The frames of finished segments, read back from the work folder in order (a progress bar over `total`
+    output frames when given)."""
+    with tqdm(total=total, desc="encoding", unit="frame", disable=total is None) as bar:
+        for segment in segments:
+            for index, pts, img in work.frames(segment):
+                yield index, pts, segment.time_base, img
+                bar.update(1)
+
+
+class _Abort(Exception):
+    """Raised inside the assembling thread when the computing side failed: its temps are discarded."""
+
+
+class Assembler:
+    """`assemble` beside the models: in a thread that encodes each output frame as soon as it is computed (and
+    reads segments a previous run finished back from the work folder), so the final encode, the side-by-side video
+    and the contact sheet overlap the forward passes rather than following them. Streams only when the input's
+    frame count is known up front (the contact sheet's rows are placed by it); otherwise, and for `threaded=False`,
+    everything is encoded from the work folder by `finish`, as one pass after the last segment."""
+
+    DEPTH = 16  # frames queued between the models and the encoder (memory: a few frames at the output's size)
+
+    def __init__(self, work: WorkDir, enc: Encode, n_input: int | None, threaded: bool = True) -> None:
+        self.work, self.enc, self.n_input = work, enc, n_input
+        self.streaming = threaded and n_input is not None and n_input > 0
+        self._queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        self._result: list[Path] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if self.streaming:
+            self._thread = threading.Thread(target=self._run, name="assemble", daemon=True)
+            self._thread.start()
+
+    # --- the computing side ---------------------------------------------------------------------------
+    def tee(self, items: Iterable[Item], deep: bool) -> Iterator[Item]:
+        """A computed segment's items as the levels they are stored in (uint8, uint16 when `deep`), each also
+        handed to the encoder when streaming."""
+        for it in items:
+            img = as_levels(it.image, deep)
+            if self.streaming:
+                self._put((it.index, it.pts, it.tb, img))
+            yield Item(it.index, it.pts, it.tb, img)
+
+    def stored(self, segment: Segment) -> None:
+        """A segment finished by an earlier run: the encoder reads it from the work folder."""
+        if self.streaming:
+            self._put(segment)
+
+    def finish(self, segments: list[Segment]) -> list[Path]:
+        """Every segment is done: the encode completed (or, not streaming, run now); returns the files written."""
+        if not self.streaming:
+            total = sum(len(s.items) for s in segments)
+            return assemble(stored_frames(self.work, segments, total), segments[-1].end, self.enc)
+        self._put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def abort(self) -> None:
+        """The computing side failed: stop the encoder, discarding what it wrote."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        while True:  # make room for the stop signal whatever the encoder is doing
+            try:
+                self._queue.put(_Abort, timeout=POLL_S)
+                break
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+        self._thread.join()
+
+    def _put(self, message: object) -> None:
+        while True:
+            if self._error is not None:  # the encoder failed: its error is the run's
+                raise self._error
+            try:
+                self._queue.put(message, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    # --- the encoding side (its own thread) -----------------------------------------------------------
+    def _messages(self) -> Iterator[OutFrame]:
+        while True:
+            message = self._queue.get()
+            if message is None:
+                return
+            if message is _Abort:
+                raise _Abort()
+            if isinstance(message, Segment):
+                yield from stored_frames(self.work, [message])
+            else:
+                yield message
+
+    def _run(self) -> None:
+        try:
+            self._result = assemble(self._messages(), self.n_input, self.enc)
+        except _Abort:
+            pass
+        except BaseException as err:  # noqa: BLE001 - raised on the computing side, at its next frame or finish
+            self._error = err
+            while True:  # unblock the computing side
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
 
 
 CONTACT_CROP = 128  # side of the contact sheet's full-resolution crops (output pixels)
@@ -233,7 +357,7 @@ def _chw(img: np.ndarray) -> torch.Tensor:
 
 def _write_png_folder(
     folder: Path, frames: Iterator[OutFrame], rate: Fraction, audio_from: Path | None,
-    audio_end: float | None,
+    audio_end: Callable[[], float | None],
 ) -> None:
     """Numbered PNGs (8-bit, or 16-bit for uint16 frames), frames.json (each frame's time) and audio.mka (the input's
     sound, when it has one) into `folder` (a staged temp folder, renamed onto the output when complete)."""
@@ -251,4 +375,4 @@ def _write_png_folder(
     info = {"fps": str(rate), "time_base": str(tb) if times else None, "frames": times}
     (folder / "frames.json").write_bytes((json.dumps(info, indent=1) + "\n").encode())  # the folder is staged
     if audio_from is not None:
-        copy_audio(audio_from, folder / "audio.mka", audio_end)
+        copy_audio(audio_from, folder / "audio.mka", audio_end())

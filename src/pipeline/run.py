@@ -35,7 +35,8 @@ from restoregan.inference.tiled import prepare_for_inference, resolve_device, re
 from restoregan.models import Model, load_model, with_options
 from restoregan.outputs import Inputs
 from restoregan.pipeline.checkpoints import checkpoint_digest, file_digest, resolve_checkpoint
-from restoregan.pipeline.output import Sinks, assemble, check_encoder, output_format, sink_paths
+from restoregan.pipeline.background import ahead
+from restoregan.pipeline.output import Assembler, Encode, Sinks, check_encoder, output_format, sink_paths
 from restoregan.pipeline.segments import Segment, WorkDir, run_chain, stage_windows
 from restoregan.tasks.base import Item, RunOptions, Stage
 
@@ -293,16 +294,33 @@ def _about_input(source: Path, work: Path, err: ValueError) -> ValueError:
     return VideoReadError(f"{source}: {message}")
 
 
+def overlap_setting(value: Any, device: torch.device) -> bool:
+    """`video.overlap`: true, false, or auto (on for CUDA, where the CPU is free while the GPU computes; off on a
+    CPU, whose cores the models already use: threads beside them only contend, bench/perf_pipeline.py)."""
+    choice = _switch(value, "video.overlap", ("auto", "true", "false"))
+    return device.type == "cuda" if choice == "auto" else choice == "true"
+
+
+def expected_frames(info: VideoInfo, max_frames: int | None) -> int | None:
+    """Input frames the run will read, as far as the header says (None: it does not)."""
+    return min(info.frames, max_frames) if info.frames and max_frames else info.frames or max_frames
+
+
 def process_segments(
     source: Path, info: VideoInfo, stages: list[Stage], work: WorkDir, segment_frames: int, input_fps: Fraction,
-    max_frames: int | None, decode: Decoding = Decoding(),
+    max_frames: int | None, decode: Decoding = Decoding(), assembler: Assembler | None = None,
+    overlap: bool = False,
 ) -> list[Segment]:
-    """Every segment, computed or (when a previous run completed it) verified and reused, in order."""
+    """Every segment, computed or (when a previous run completed it) verified and reused, in order; each handed
+    to `assembler` (frame by frame as computed) when given. `overlap`: frames are decoded a few ahead in a
+    thread."""
     frames = timed_frames(source, info, input_fps, max_frames, decode)
+    if overlap:
+        frames = ahead(frames, depth=8, name="decode")
     buffer: deque[Item] = deque()  # decoded frames still needed by a window, uint8 (uint16 when deep)
     decoded, exhausted = 0, False
     segments: list[Segment] = []
-    total = min(info.frames, max_frames) if info.frames and max_frames else info.frames or max_frames
+    total = expected_frames(info, max_frames)
     # a stage may need more than one frame (interpolation: a pair); said by its optional `min_frames`
     least = max(stages, key=lambda st: getattr(st, "min_frames", 1))
     with tqdm(total=total or None, desc=f"{'+'.join(st.name for st in stages)} {source.name}", unit="frame") as bar:
@@ -332,8 +350,11 @@ def process_segments(
             segment = work.done(len(segments), s, e)
             if segment is None:
                 window = _as_float([it for it in buffer if it.index < b])
+                computed = run_chain(stages, window, s, e)
+                if assembler is not None:
+                    computed = assembler.tee(computed, work.deep)
                 try:
-                    segment = work.write(len(segments), s, e, run_chain(stages, window, s, e))
+                    segment = work.write(len(segments), s, e, computed)
                 except ValueError as err:
                     named = _about_input(source, work.path, err)
                     if named is err:
@@ -341,6 +362,8 @@ def process_segments(
                     raise named from err
                 bar.set_postfix_str(f"segment {segment.number}")
             else:
+                if assembler is not None:
+                    assembler.stored(segment)
                 bar.set_postfix_str(f"segment {segment.number} done before")
             segments.append(segment)
             bar.update(e - s)
@@ -354,6 +377,7 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
     vcfg, source = cfg.video, job.source
     if int(vcfg.segment_frames) < 1:
         raise ValueError(f"video.segment_frames={vcfg.segment_frames}: must be at least 1")
+    overlap = overlap_setting(vcfg.get("overlap", "auto"), run.device)
     info = job.info
     input_fps = Fraction(str(vcfg.input_fps)).limit_denominator(1001)
     order = [st.name for st in stages]
@@ -368,23 +392,26 @@ def run_stages(cfg: DictConfig, job: Job, stages: list[Stage], options: Mapping[
     sinks = job.sinks
     # the temps of a killed final encode; only now, holding the work dir's lock, so no other run's are touched
     remove_stale_temps(p for p in (sinks.output, sinks.side_by_side, sinks.contact) if p is not None)
+    rate = info.fps if info.fps and not info.is_folder else input_fps
+    for stage in stages:
+        rate = stage.rate(rate)
+    enc = Encode(sinks, source, rate, vcfg.crf, vcfg.pix_fmt, vcfg.audio, vcfg.max_frames is not None,
+                 vcfg.contact_frames, vcfg.contact_side, info.colour, decode.bits,
+                 bool(vcfg.get("subtitles", True)), decode.deinterlace, decode.field_order(info))
+    # with video.overlap, the final encode runs beside the models when the header says how many frames there are
+    # (the contact sheet is spread over them); otherwise it follows the last segment
+    known = expected_frames(info, vcfg.max_frames) if info.frames else None
+    assembler = Assembler(work, enc, known, overlap)
     completed = False
     try:
         with torch.inference_mode():
             segments = process_segments(source, info, stages, work, int(vcfg.segment_frames), input_fps,
-                                        vcfg.max_frames, decode)
-        rate = info.fps if info.fps and not info.is_folder else input_fps
-        for stage in stages:
-            rate = stage.rate(rate)
-        audio_end = None
-        if vcfg.max_frames is not None:  # a shortened film keeps only the sound of its own frames
-            last = segments[-1]
-            audio_end = float(last.items[-1][1] * last.time_base + 1 / rate)
-        written = assemble(work, segments, sinks, source, rate, vcfg.crf, vcfg.pix_fmt, vcfg.audio, audio_end,
-                           vcfg.contact_frames, vcfg.contact_side, info.colour, decode.bits,
-                           bool(vcfg.get("subtitles", True)), decode.deinterlace, decode.field_order(info))
+                                        vcfg.max_frames, decode, assembler, overlap)
+        written = assembler.finish(segments)
         completed = True
     finally:  # a run refused before its first segment (1-frame input, mixed frame sizes) leaves nothing behind
+        if not completed:
+            assembler.abort()
         work.close(remove=(completed and not vcfg.keep_segments) or not any(work.path.glob("seg_*")))
     return written
 
