@@ -22,9 +22,10 @@ from pipeline_utils import frame_hashes, run_infer, streams, write_clip
 from restoregan.data.io import read_image
 from restoregan.data.video import VideoWriter
 from restoregan.pipeline.background import ahead
-from restoregan.pipeline.output import Assembler
+from restoregan.pipeline.output import Assembler, Encode, Sinks
 from restoregan.pipeline.run import overlap_setting
 from restoregan.pipeline.segments import WorkDir
+from restoregan.tasks.base import Item
 
 
 # --- ahead ----------------------------------------------------------------------------------------------
@@ -144,20 +145,69 @@ def test_the_encoder_runs_before_the_last_segment_is_computed(runs: Path, clip: 
     assert waiting_write.encoded_before_last > 0
 
 
-def test_encoder_failure_ends_the_run_in_its_own_words(runs: Path, clip: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   ValueError("libx264 cannot encode 17x9 frames")], ids=["disk_full", "encoder"])
+def test_encoder_failure_ends_the_run_in_its_own_words(runs: Path, clip: Path, tmp_path: Path, monkeypatch,
+                                                       error: Exception) -> None:
     original_write = VideoWriter.write
 
-    def full_disk(self, img, *args, **kwargs):
+    def failing(self, img, *args, **kwargs):
         if Path(self.name).name == "failing.mp4":
-            raise OSError(errno.ENOSPC, f"{self.name}: No space left on device")
+            raise type(error)(*error.args)
         return original_write(self, img, *args, **kwargs)
 
-    monkeypatch.setattr(VideoWriter, "write", full_disk)
+    monkeypatch.setattr(VideoWriter, "write", failing)
     out = tmp_path / "failing.mp4"
-    with pytest.raises(OSError, match=r"failing\.mp4: No space left on device"):
+    with pytest.raises(type(error)) as caught:
         run_infer(_args(runs, clip, out, "video.side_by_side=false", "video.overlap=true"))
+    # the encoder's own error, not one about the input (the models' side wraps errors that are about the input)
+    assert str(caught.value) == str(error) and str(clip) not in str(caught.value)
     assert not out.exists() and not list(tmp_path.glob(".failing*"))
     assert not [t for t in threading.enumerate() if t.name in ("assemble", "decode")]
+
+
+def _assembler(tmp_path: Path, n_input: int) -> tuple[Assembler, Path]:
+    out = tmp_path / "out.mp4"
+    work = WorkDir(tmp_path / "out.mp4.work", {}, resume=False)
+    enc = Encode(Sinks(out, "h264", None, None), tmp_path / "unused.mp4", Fraction(12), 18, "auto", audio=False,
+                 cut_audio=False, contact_frames=0, contact_side=64, subtitles=False)
+    return Assembler(work, enc, n_input), out
+
+
+def _items(n: int) -> list[Item]:
+    return [Item(i, i, Fraction(1, 12), np.full((16, 16, 3), i / n, np.float32)) for i in range(n)]
+
+
+@pytest.mark.parametrize("queued_end", [False, True], ids=["mid_stream", "after_the_last_frame"])
+def test_abort_commits_nothing_even_with_the_end_already_queued(tmp_path: Path, monkeypatch, queued_end: bool) -> None:
+    """Ctrl-C while finish() waits for the encoder: the end of the stream is already queued behind frames; the
+    abort must still win, with no frame dropped into a committed file."""
+    original_write = VideoWriter.write
+    written = []
+
+    def slow(self, img, *args, **kwargs):
+        time.sleep(0.05)
+        written.append(1)
+        return original_write(self, img, *args, **kwargs)
+
+    monkeypatch.setattr(VideoWriter, "write", slow)
+    assembler, out = _assembler(tmp_path, 10)
+    list(assembler.tee(iter(_items(10)), deep=False))
+    if queued_end:
+        assembler._put(None)  # what finish() does before it waits
+    assembler.abort()
+    assert not assembler._thread.is_alive() and len(written) < 10
+    assert not out.exists() and not list(tmp_path.glob(".out.mp4*"))
+
+
+def test_a_wrong_frame_count_in_the_header_is_encoded_again_by_the_frames_there_are(tmp_path: Path) -> None:
+    """The streamed contact sheet was placed by the header's count; when the input had fewer frames, finish()
+    drops the streamed encode and encodes from the work folder, as a run that does not stream would."""
+    assembler, out = _assembler(tmp_path, 12)  # the header promised 12
+    segment = assembler.work.write(0, 0, 10, assembler.tee(iter(_items(10)), deep=False))
+    written = assembler.finish([segment])
+    assert written == [out] and not assembler.streaming and len(frame_hashes(out)) == 10
+    assembler.work.close(remove=True)
 
 
 def test_model_failure_stops_the_encoder_and_leaves_no_output(runs: Path, clip: Path, tmp_path: Path,

@@ -28,8 +28,9 @@ def ahead(source: Iterable[T], depth: int = 8, name: str = "ahead") -> Iterator[
     stop = threading.Event()
 
     def produce() -> None:
-        it = iter(source)
+        it = None
         try:
+            it = iter(source)
             for item in it:
                 if not _put(items, item, stop):
                     return
@@ -37,7 +38,7 @@ def ahead(source: Iterable[T], depth: int = 8, name: str = "ahead") -> Iterator[
         except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
             _put(items, _Failed(err), stop)
         finally:
-            close = getattr(it, "close", None)
+            close = getattr(it, "close", None)  # a generator's cleanup runs in its own thread
             if close is not None:
                 close()
 

@@ -149,12 +149,14 @@ class Encode:
     field_order: int | None = PROGRESSIVE
 
 
-def assemble(frames: Iterable[OutFrame], n_input: int, enc: Encode) -> list[Path]:
+def assemble(frames: Iterable[OutFrame], n_input: int, enc: Encode,
+             cancelled: Callable[[], bool] = lambda: False) -> list[Path]:
     """Encode `frames` (in order) into the outputs (see module docstring); returns them. `n_input`: input frames
     the film has (the contact sheet's rows are spread over them). `enc.colour`: the input's description, kept by
     the videos written (None, e.g. for a frame folder: BT.709); `enc.depth`: bits per sample of the output video
     (10: frames are uint16); `enc.subtitles`: carry the input's subtitle streams; `enc.deinterlaced`: the stages
-    saw the input deinterlaced (so the side-by-side shows it so); `enc.field_order`: the tag written."""
+    saw the input deinterlaced (so the side-by-side shows it so); `enc.field_order`: the tag written. `cancelled`:
+    asked once all frames are in; True discards everything written (nothing is renamed into place)."""
     sinks, source = enc.sinks, enc.source
     sheet_at = set(np.linspace(0, n_input - 1, min(enc.contact_frames, n_input)).round().astype(int).tolist())
     sheet_rows: list = []
@@ -222,6 +224,8 @@ def assemble(frames: Iterable[OutFrame], n_input: int, enc: Encode) -> list[Path
         if sinks.contact and sheet_rows:
             sheet = grid_image(sheet_rows, max_side=enc.contact_side, full_size=(2, 3))  # crops: full resolution
             staged.write(sinks.contact, lambda tmp: sheet.save(tmp, format="PNG"))
+        if cancelled():
+            raise _Abort()
         written = [sinks.output, *(t for t in staged.targets() if t != sinks.output)]
     return written
 
@@ -247,14 +251,17 @@ class Assembler:
     frame count is known up front (the contact sheet's rows are placed by it); otherwise, and for `threaded=False`,
     everything is encoded from the work folder by `finish`, as one pass after the last segment."""
 
-    DEPTH = 16  # frames queued between the models and the encoder (memory: a few frames at the output's size)
+    DEPTH = 16  # at most this many frames queued between the models and the encoder ...
+    QUEUE_BYTES = 256 * 2**20  # ... and at most about this much memory (4K frames: two or three)
 
     def __init__(self, work: WorkDir, enc: Encode, n_input: int | None, threaded: bool = True) -> None:
         self.work, self.enc, self.n_input = work, enc, n_input
         self.streaming = threaded and n_input is not None and n_input > 0
         self._queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        self._sized = False
+        self._abort = threading.Event()
         self._result: list[Path] | None = None
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None  # the encoder's failure, raised on the computing side
         self._thread: threading.Thread | None = None
         if self.streaming:
             self._thread = threading.Thread(target=self._run, name="assemble", daemon=True)
@@ -267,6 +274,9 @@ class Assembler:
         for it in items:
             img = as_levels(it.image, deep)
             if self.streaming:
+                if not self._sized:  # the queue holds whole frames: bound its memory by the first one's size
+                    self._queue.maxsize = max(2, min(self.DEPTH, self.QUEUE_BYTES // max(1, img.nbytes)))
+                    self._sized = True
                 self._put((it.index, it.pts, it.tb, img))
             yield Item(it.index, it.pts, it.tb, img)
 
@@ -277,34 +287,36 @@ class Assembler:
 
     def finish(self, segments: list[Segment]) -> list[Path]:
         """Every segment is done: the encode completed (or, not streaming, run now); returns the files written."""
+        n_input = segments[-1].end
+        if self.streaming and n_input != self.n_input:
+            # the header's frame count was wrong: the streamed contact sheet was placed by it; encode again by
+            # the frames there are, as a run that does not stream would
+            self.abort()
+            self.streaming = False
         if not self.streaming:
             total = sum(len(s.items) for s in segments)
-            return assemble(stored_frames(self.work, segments, total), segments[-1].end, self.enc)
+            return assemble(stored_frames(self.work, segments, total), n_input, self.enc)
         self._put(None)
         self._thread.join()
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._result
 
     def abort(self) -> None:
-        """The computing side failed: stop the encoder, discarding what it wrote."""
-        if self._thread is None or not self._thread.is_alive():
+        """The computing side failed (or was interrupted): stop the encoder, discarding what it wrote."""
+        self._abort.set()
+        if self._thread is None:
             return
-        while True:  # make room for the stop signal whatever the encoder is doing
-            try:
-                self._queue.put(_Abort, timeout=POLL_S)
-                break
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
+        try:  # wake an encoder waiting for a frame; a full queue means it is not waiting
+            self._queue.put_nowait(_Abort)
+        except queue.Full:
+            pass
         self._thread.join()
 
     def _put(self, message: object) -> None:
         while True:
-            if self._error is not None:  # the encoder failed: its error is the run's
-                raise self._error
+            if self.error is not None:  # the encoder failed: its error is the run's
+                raise self.error
             try:
                 self._queue.put(message, timeout=POLL_S)
                 return
@@ -315,22 +327,25 @@ class Assembler:
     def _messages(self) -> Iterator[OutFrame]:
         while True:
             message = self._queue.get()
+            if self._abort.is_set() or message is _Abort:
+                raise _Abort()
             if message is None:
                 return
-            if message is _Abort:
-                raise _Abort()
             if isinstance(message, Segment):
-                yield from stored_frames(self.work, [message])
+                for frame in stored_frames(self.work, [message]):
+                    if self._abort.is_set():
+                        raise _Abort()
+                    yield frame
             else:
                 yield message
 
     def _run(self) -> None:
         try:
-            self._result = assemble(self._messages(), self.n_input, self.enc)
+            self._result = assemble(self._messages(), self.n_input, self.enc, cancelled=self._abort.is_set)
         except _Abort:
             pass
         except BaseException as err:  # noqa: BLE001 - raised on the computing side, at its next frame or finish
-            self._error = err
+            self.error = err
             while True:  # unblock the computing side
                 try:
                     self._queue.get_nowait()

@@ -317,6 +317,14 @@ def process_segments(
     frames = timed_frames(source, info, input_fps, max_frames, decode)
     if overlap:
         frames = ahead(frames, depth=8, name="decode")
+    try:
+        return _segments(frames, source, info, stages, work, segment_frames, max_frames, assembler)
+    finally:  # the decoding thread stops with the run, whatever ended it
+        frames.close()
+
+
+def _segments(frames: Iterator[Item], source: Path, info: VideoInfo, stages: list[Stage], work: WorkDir,
+              segment_frames: int, max_frames: int | None, assembler: Assembler | None) -> list[Segment]:
     buffer: deque[Item] = deque()  # decoded frames still needed by a window, uint8 (uint16 when deep)
     decoded, exhausted = 0, False
     segments: list[Segment] = []
@@ -356,6 +364,8 @@ def process_segments(
                 try:
                     segment = work.write(len(segments), s, e, computed)
                 except ValueError as err:
+                    if assembler is not None and err is assembler.error:  # the encoder's: it names the output
+                        raise
                     named = _about_input(source, work.path, err)
                     if named is err:
                         raise
