@@ -82,3 +82,45 @@ def test_video_windows_errors(tmp_path: Path) -> None:
         VideoWindowDataset([write_video(tmp_path / "small.mp4", scene(4))], crop_size=64)
     with pytest.raises(ValueError, match="at least 3 frames"):
         VideoWindowDataset([path], windows=(2,))
+
+
+def _photos(folder: Path, sides: list[int]) -> list[Path]:
+    """Random-texture 8-bit photos of the given shorter sides (4:3)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, side in enumerate(sides):
+        img = rng.integers(0, 256, (side, side * 4 // 3, 3), dtype=np.uint8)
+        paths.append(folder / f"p{i:02d}.png")
+        cv2.imwrite(str(paths[-1]), img)
+    return paths
+
+
+def test_optional_photos_are_added_with_their_hold_out_and_small_ones_left_out(tmp_path: Path) -> None:
+    need = SyntheticMotionDataset.min_side(32, 4.0, 0.05)
+    assert need == 52  # (32 * 1.05 + 2 * 4) / 0.8: the view and its motion at scale 1
+    paths = _photos(tmp_path / "extra", [need, need - 1, 80, 90, 100, 110])
+    with pytest.warns(UserWarning, match=r"p01\.png: smaller than 52 pixels a side.*left out"):
+        ds = SyntheticMotionDataset("skimage", crop_size=32, max_shift=4.0, max_zoom=0.05,
+                                    optional_sources=[tmp_path / "extra", tmp_path / "absent"], holdout_every=3,
+                                    skip_small=True)
+    extra = [p for p in ds.paths if p.parent == tmp_path / "extra"]
+    # every 3rd of the folder held out, the first included (p00, p03: the bench's), the one too small (p01) left
+    # out, the scikit-image photos kept
+    assert [p.name for p in extra] == ["p02.png", "p04.png", "p05.png"]
+    assert len(ds.paths) > len(extra)
+    item = ds[0]
+    assert item["frame0"].shape == (3, 32, 32)
+    with pytest.raises(Exception, match=r"p01\.png: image is"):  # without skip_small a photo under 0.6 x crop
+        SyntheticMotionDataset([paths[1]], crop_size=96)
+
+
+def test_photo_cache_keeps_8_bit_photos_as_uint8_and_gives_the_same_floats() -> None:
+    from restoregan.data.io import read_image
+
+    ds = SyntheticMotionDataset("skimage", crop_size=32)
+    photo = ds._photo(0)
+    assert ds._photos[0].dtype == np.uint8  # a quarter of the memory of float32
+    assert photo.dtype == np.float32 and np.array_equal(photo, read_image(ds.paths[0]))

@@ -31,7 +31,8 @@ from torch.utils.data import Dataset
 from restoregan.data.datasets import HRImageDataset, expand_sources, with_optional
 from restoregan.data.film_damage import FilmDamage, damage_sequence
 from restoregan.data.film_dataset import clean_reference
-from restoregan.data.io import ImageReadError, check_images, list_images, quantize, read_image
+from restoregan.data.io import ImageReadError, check_images, compact, list_images, quantize, read_image
+from restoregan.data.io import uncompact as _float
 from restoregan.data.rng import ProcessRandom
 from restoregan.data.triplet_dataset import augment
 from restoregan.data.video import SceneCutDetector, VideoReadError, is_video_file, iter_frames, windows_without_cuts
@@ -170,16 +171,6 @@ def fit(traj: Trajectory, photo_hw: tuple[int, int], frames: int, h: int, w: int
     low, high = MARGIN - lo, _shrunk(photo_hw, traj.scale) - 1 - MARGIN - hi  # centres that keep the view inside
     traj.centre = np.array([rng.uniform(a, max(a, b)) for a, b in zip(low, high)])
     return traj
-
-
-def _float(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float32) / np.float32(255) if img.dtype == np.uint8 else img
-
-
-def compact(img: np.ndarray) -> np.ndarray:
-    """An 8-bit photo as uint8 (a quarter of the memory, for the cache); deeper ones stay float32."""
-    levels = np.round(img * 255)
-    return levels.astype(np.uint8) if np.array_equal(_float(levels.astype(np.uint8)), img) else img
 
 
 def render(photo: np.ndarray, traj: Trajectory, frames: int, h: int, w: int) -> list[np.ndarray]:

@@ -637,3 +637,14 @@ def to_numpy(img: torch.Tensor) -> np.ndarray:
             raise ValueError(f"to_numpy takes one image, got a batch of {img.shape[0]}")
         img = img[0]
     return img.detach().float().cpu().permute(1, 2, 0).numpy()
+
+
+def uncompact(img: np.ndarray) -> np.ndarray:
+    """A photo kept by `compact` as float32 in [0, 1] again."""
+    return img.astype(np.float32) / np.float32(255) if img.dtype == np.uint8 else img
+
+
+def compact(img: np.ndarray) -> np.ndarray:
+    """An 8-bit photo as uint8 (a quarter of the memory, for caches); deeper ones stay float32."""
+    levels = np.round(img * 255)
+    return levels.astype(np.uint8) if np.array_equal(uncompact(levels.astype(np.uint8)), img) else img

@@ -17,6 +17,7 @@ t -> 1 - t). Validation items are a pure function of (seed, index). Randomness a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from restoregan.data.datasets import HRImageDataset
+from restoregan.data.datasets import HRImageDataset, expand_sources, with_optional
 from restoregan.data.rng import ProcessRandom
-from restoregan.data.io import ImageReadError, check_images, read_image, to_tensor
+from restoregan.data.io import ImageReadError, check_images, compact, read_image, to_tensor, uncompact
 from restoregan.data.video import SceneCutDetector, VideoReadError, read_frames, windows_without_cuts
 
 
@@ -68,6 +69,9 @@ class SyntheticMotionDataset(Dataset):
     `source_scale`: the photo is viewed at 1/s for s in this range, as lower-resolution footage would be.
     Old-film look, per sequence with probability `grey_prob` grey; per frame a brightness gain within
     +-`flicker` and Gaussian grain with sigma up to `noise`.
+    `optional_sources`: folders added when they exist (e.g. ../shared/data's photos); `holdout_every`: every N-th
+    photo of each folder left out (the bench scores on those); `skip_small`: photos too small to be filmed at their
+    own resolution or finer (`min_side`) are left out with a warning instead of being magnified.
     """
 
     def __init__(
@@ -87,31 +91,55 @@ class SyntheticMotionDataset(Dataset):
         grey_prob: float = 0.5,
         flicker: float = 0.05,
         noise: float = 0.03,
+        optional_sources: Sequence[str | Path] = (),
+        holdout_every: int | None = None,
+        skip_small: bool = False,
     ) -> None:
-        self.paths = HRImageDataset._resolve_paths(source)
+        expanded = source
+        if optional_sources or holdout_every is not None:
+            expanded = expand_sources(with_optional(source, optional_sources), holdout_every)
+        self.paths = HRImageDataset._resolve_paths(expanded)
         self.crop_size, self.windows = crop_size, _check_windows(windows)
         # every header read up front (truncated, animated, over the pixel cap: refused here, by name); the moving
         # foreground is a patch of up to 0.6 x crop_size cut from a photo, so each must be at least that large
         least = int(0.6 * crop_size)
-        for path, info in zip(self.paths, check_images(self.paths)):
-            if min(info.height, info.width) < least:
+        small = []
+        for path, info in zip(list(self.paths), check_images(self.paths)):
+            side = min(info.height, info.width)
+            if skip_small and side < self.min_side(crop_size, max_shift, max_zoom):
+                small.append(path)
+            elif side < least:
                 raise ImageReadError(f"{path}: image is {info.height}x{info.width}; motion sequences at crop_size "
                                      f"{crop_size} need photos of at least {least} pixels a side")
+        if small:
+            left_out = set(small)
+            self.paths = [q for q in self.paths if q not in left_out]
+            more = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
+            warnings.warn(f"{small[0]}{more}: smaller than {self.min_side(crop_size, max_shift, max_zoom)} pixels a "
+                          "side, which a sequence needs to move without magnifying the photo: left out")
+            if not self.paths:
+                raise ImageReadError(f"{source}: every photo is too small for motion sequences at crop_size "
+                                     f"{crop_size}")
         self.train, self.repeat, self.seed = train, repeat, seed
         self.max_shift, self.max_zoom, self.max_rotation = max_shift, max_zoom, math.radians(max_rotation)
         self.max_fg_shift, self.foreground_prob = max_fg_shift, foreground_prob
         self.source_scale = tuple(source_scale)
         self.grey_prob, self.flicker, self.noise = grey_prob, flicker, noise
-        self._photos: dict[int, np.ndarray] = {}  # decoded once per process: a handful of photos
+        self._photos: dict[int, np.ndarray] = {}  # decoded once per process, kept as uint8 when 8-bit (compact)
         self._random = ProcessRandom()
+
+    @staticmethod
+    def min_side(crop_size: int, max_shift: float, max_zoom: float) -> int:
+        """The shorter side a photo needs so that `render` views it at scale 1 or coarser (never magnified)."""
+        return math.ceil((crop_size * (1 + max_zoom) + 2 * max_shift) / 0.8)
 
     def __len__(self) -> int:
         return len(self.paths) * self.repeat
 
     def _photo(self, i: int) -> np.ndarray:
         if i not in self._photos:
-            self._photos[i] = read_image(self.paths[i])
-        return self._photos[i]
+            self._photos[i] = compact(read_image(self.paths[i]))
+        return uncompact(self._photos[i])
 
     def __getitem__(self, index: int) -> dict:
         rng = self._random.get() if self.train else np.random.default_rng([self.seed, index])
