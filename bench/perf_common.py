@@ -120,3 +120,23 @@ def write_result(name: str, payload: dict) -> Path:
     path = atomic_write(RESULTS / f"{name}.json", lambda tmp: Path(tmp).write_text(text + "\n"))
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
+
+
+def export_untrained(experiment: str, overrides: list[str], base: Path) -> Path:
+    """An untrained, seeded generator of `experiment`'s architecture (with `overrides`), exported as train.py would
+    to `base`.{safetensors,yaml}; returns the .yaml. The speed benches time such stand-ins: speed does not depend on
+    the weights."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from restoregan.gans.checkpoint import save_export
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", "pretrained_backbones=false", *overrides])
+    torch.manual_seed(0)
+    net = instantiate(cfg.generator)
+    task = instantiate(cfg.task, _convert_="all")
+    save_export(base, net, OmegaConf.to_container(cfg.generator, resolve=True), {"task": task.config(),
+                                                                                "scale": task.scale})
+    return base.with_suffix(".yaml")

@@ -26,13 +26,10 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perf_common import ROOT, quick, write_result  # noqa: E402
+from perf_common import ROOT, export_untrained, quick, write_result  # noqa: E402
 
-from restoregan.gans.checkpoint import save_export  # noqa: E402
 from restoregan.pipeline.run import overlap_setting, run_pipeline  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "data" / "footage" / "a_bomb_blast_effects_part.mp4"
@@ -54,14 +51,7 @@ def _compose(name: str, overrides: list[str]):
 def standin(stage: str) -> Path:
     """An untrained generator of the stage's quickstart architecture, exported as train.py would (seeded)."""
     experiment, extra = STANDINS[stage]
-    cfg = _compose("train", [f"experiment={experiment}", "pretrained_backbones=false", *extra])
-    torch.manual_seed(0)
-    net = instantiate(cfg.generator)
-    task = instantiate(cfg.task, _convert_="all")
-    base = SCRATCH / stage / "export" / "generator"
-    save_export(base, net, OmegaConf.to_container(cfg.generator, resolve=True), {"task": task.config(),
-                                                                                "scale": task.scale})
-    return base.with_suffix(".yaml")
+    return export_untrained(experiment, extra, SCRATCH / stage / "export" / "generator")
 
 
 class ForwardClock:

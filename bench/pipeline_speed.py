@@ -33,15 +33,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from restoregan.atomic import atomic_write_bytes  # noqa: E402
 from restoregan.data.video import probe  # noqa: E402
-from restoregan.gans.checkpoint import save_export  # noqa: E402
 from restoregan.pipeline.checkpoints import newest_export  # noqa: E402
 from restoregan.pipeline.run import build_stages, run_options, run_pipeline, timed_frames  # noqa: E402
 from restoregan.tasks.base import Item  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf_common import export_untrained  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "footage" / "a_bomb_blast_effects_part.mp4"
@@ -58,15 +58,7 @@ def _compose(name: str, overrides: list[str]):
 
 def untrained_export(stage: str) -> Path:
     """An untrained generator of the stage's quickstart experiment, exported as train.py would."""
-    cfg = _compose("train", [f"experiment={QUICKSTART[stage]}", "pretrained_backbones=false"])
-    torch.manual_seed(0)
-    net = instantiate(cfg.generator)
-    task = instantiate(cfg.task, _convert_="all")
-    meta = {"task": task.config(), "scale": task.scale}
-    arch = OmegaConf.to_container(cfg.generator, resolve=True)
-    base = SCRATCH / f"untrained_{stage}" / "export" / "generator"
-    save_export(base, net, arch, meta)
-    return base.with_suffix(".yaml")
+    return export_untrained(QUICKSTART[stage], [], SCRATCH / f"untrained_{stage}" / "export" / "generator")
 
 
 def checkpoints(cfg) -> dict[str, dict]:
