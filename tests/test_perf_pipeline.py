@@ -74,7 +74,7 @@ def test_quick_run_over_the_newsreel_adds_up(tmp_path: Path, monkeypatch: pytest
     # every stage's generator ran: restore, colorize, x2 upscale, interpolate
     assert set(run["forward_s_per_generator"]) == {"RestoreUNet", "ColorizeUNet", "SRResNet", "InterpolationNet"}
     assert 0 < run["forward_s"] < run["wall_s"]
-    assert run["overhead"] == pytest.approx((run["wall_s"] - run["forward_s"]) / run["wall_s"], abs=2e-3)
+    assert run["overhead"] == pytest.approx((run["wall_s"] - run["forward_s"]) / run["wall_s"], abs=5e-4)
     assert run["input_frames_per_s"] == pytest.approx(3 / run["wall_s"], rel=0.01)
     assert run["forward_only_input_frames_per_s"] == pytest.approx(3 / run["forward_s"], rel=0.01)
     assert (tmp_path / "scratch" / "newsreel_overlap_off.mp4").is_file()
