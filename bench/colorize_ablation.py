@@ -14,6 +14,15 @@ than the cost of the training itself. Keys:
   loss=lab_l1         lab_l1 | yuv_l1 | rebalanced (RebalancedChromaL1Loss in Lab; mix=0.5 by default)
   mix=0.5             rebalancing strength (1 = none)
   gamma_jitter=0      log-normal sigma of a gamma applied to the input luminance (exposure augmentation)
+  imagenet=0          1: also train on the ImageNet sample less its every-5th photo (issue 16; ../shared/data)
+  aux=none            none | coarse | instance: an auxiliary classification head on the encoder's deepest
+                      features (global average pool, linear). coarse: the ImageNet photo's WordNet branch, read
+                      from its file name (COARSE_GROUPS; other photos carry no label); instance: which training
+                      photo a crop came from (exemplar classification, Dosovitskiy et al. 2014: every photo is its
+                      own class, so no labels are needed)
+  aux_weight=0.1      weight of its cross-entropy beside the chroma loss
+The ImageNet hold-out (every 5th photo of the sample) is scored in every run where the sample is present, so runs
+with and without it compare on the same photos.
 """
 
 from __future__ import annotations
@@ -38,15 +47,32 @@ from restoregan.tasks.colorize import colour_photos, is_grey, predict_chroma
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "data" / "benchmarks"
+IMAGENET = ROOT.parent / "shared" / "data" / "photos" / "imagenet_sample"
+# WordNet id prefixes of ImageNet class names (n01443537_goldfish.jpg): the branch of the WordNet tree a class hangs
+# from, so a coarse "what is it" label comes from the data itself. n01: fish, birds, reptiles, amphibians and
+# invertebrates; n02: mammals (dogs among them) and insects; n03/n04: made objects; n07: food; n09: landscapes;
+# n11-n13: plants and fungi; the rest (a handful of photos) share one group.
+COARSE_GROUPS = {"n01": 0, "n02": 1, "n03": 2, "n04": 2, "n07": 3, "n09": 4, "n11": 5, "n12": 5, "n13": 5}
+OTHER_GROUP = 6
 OUT = ROOT / "bench" / "results" / "colorize_ablation.jsonl"
 GAINS = (0.8, 1.0, 1.25, 1.5)
 
 
 def held_out_sets() -> dict[str, list[Path]]:
     """The photos bench/colorize_quickstart.py scores, chosen as evaluate.py chooses them."""
-    return {"skimage_val": colour_photos("skimage:val"),
-            "BSD100_held_out": colour_photos(str(BENCH / "BSD100/x4/HR"), holdout_every=5),
-            "Set5": colour_photos(str(BENCH / "Set5/x4/HR")), "Set14": colour_photos(str(BENCH / "Set14/x4/HR"))}
+    sets = {"skimage_val": colour_photos("skimage:val")}
+    for name, folder, every in (("BSD100_held_out", BENCH / "BSD100/x4/HR", 5), ("Set5", BENCH / "Set5/x4/HR", None),
+                                ("Set14", BENCH / "Set14/x4/HR", None), ("ImageNet_held_out", IMAGENET, 5)):
+        if folder.is_dir():  # ../shared/data absent: scored on what is there
+            sets[name] = colour_photos(str(folder), holdout_every=every)
+    return sets
+
+
+def coarse_label(path: Path) -> int:
+    """The WordNet branch of an ImageNet sample photo (COARSE_GROUPS), -1 for a photo without a WordNet id."""
+    if not (path.name.startswith("n") and path.name[1:9].isdigit()):
+        return -1
+    return COARSE_GROUPS.get(path.name[:3], OTHER_GROUP)
 
 
 def loss_fn(opts: dict) -> torch.nn.Module:
@@ -61,18 +87,31 @@ def train(iters: int, opts: dict) -> ColorizeUNet:
     lo, hi = sides[0], sides[-1]
     crop, jitter = int(opts.get("crop", 64)), float(opts.get("gamma_jitter", 0))
     photos = skimage_photos("train") + holdout_split(list_images(BENCH / "BSD100/x4/HR"), 5, held_out=False)
+    if opts.get("imagenet", "0") == "1":
+        if not IMAGENET.is_dir():
+            sys.exit(f"error: imagenet=1, but {IMAGENET} is not there (../shared/data/README.md)")
+        photos += holdout_split(list_images(IMAGENET), 5, held_out=False)
     images = [resize_short_side(read_image(p), hi) for p in photos]
+    aux, aux_weight = opts.get("aux", "none"), float(opts.get("aux_weight", 0.1))
+    labels = {"none": None, "coarse": [coarse_label(Path(p)) for p in photos], "instance": list(range(len(photos)))}[aux]
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     net = ColorizeUNet(encoder="resnet18", pretrained=False, decoder_channels=(128, 64, 48, 32, 16),
                        spectral_norm=False, batch_norm=True)
-    opt = torch.optim.Adam(net.parameters(), 1e-3, betas=(0.9, 0.99))
+    params = list(net.parameters())
+    if labels is not None:  # the head reads the deepest encoder features through a hook; it is not part of the model
+        head = torch.nn.Linear(512, max(labels) + 1)
+        params += list(head.parameters())
+        deepest: list[torch.Tensor] = []
+        hook = net.layer4.register_forward_hook(lambda _m, _i, out: deepest.append(out))
+    opt = torch.optim.Adam(params, 1e-3, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
     criterion = loss_fn(opts)
     for it in range(iters):
-        crops = []
+        crops, picked = [], []
         for _ in range(16):
-            img = resize_short_side(images[rng.integers(len(images))], int(rng.integers(lo, hi + 1)))
+            picked.append(int(rng.integers(len(images))))
+            img = resize_short_side(images[picked[-1]], int(rng.integers(lo, hi + 1)))
             top, left = rng.integers(img.shape[0] - crop + 1), rng.integers(img.shape[1] - crop + 1)
             c = img[top : top + crop, left : left + crop]
             crops.append(to_tensor(np.ascontiguousarray(c[:, ::-1] if rng.random() < 0.5 else c)))
@@ -82,12 +121,19 @@ def train(iters: int, opts: dict) -> ColorizeUNet:
         if jitter:  # the input's exposure varies; the colour to predict does not
             lum = lum.clamp(1e-4, 1) ** torch.exp(torch.randn(len(gt), 1, 1, 1) * jitter)
         loss = criterion(compose(luminance(target), net(lum)), target)
+        if labels is not None:
+            target_class = torch.tensor([labels[i] for i in picked])
+            logits = head(deepest.pop().mean((2, 3)))
+            if (target_class >= 0).any():
+                loss = loss + aux_weight * torch.nn.functional.cross_entropy(logits, target_class, ignore_index=-1)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if it % 250 == 0:
             print(f"iteration {it}: loss {float(loss):.4f}", flush=True)
+    if labels is not None:
+        hook.remove()
     return net.eval()
 
 
