@@ -94,6 +94,8 @@ def train(iters: int, opts: dict) -> ColorizeUNet:
     images = [resize_short_side(read_image(p), hi) for p in photos]
     aux, aux_weight = opts.get("aux", "none"), float(opts.get("aux_weight", 0.1))
     labels = {"none": None, "coarse": [coarse_label(Path(p)) for p in photos], "instance": list(range(len(photos)))}[aux]
+    if labels is not None and max(labels) < 0:  # coarse labels come from ImageNet file names only
+        sys.exit("error: aux=coarse needs labelled photos: add imagenet=1")
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     net = ColorizeUNet(encoder="resnet18", pretrained=False, decoder_channels=(128, 64, 48, 32, 16),
